@@ -1,0 +1,178 @@
+#!/usr/bin/env bash
+# Local infrastructure for development, tests and the demo, without Docker:
+# a single-node Apache Kafka (KRaft) from Maven Central and FerretDB (SQLite
+# backend) built from the Go module proxy, both on loopback.
+#
+#   deploy/local/infra.sh install   fetch/build what is missing (cached)
+#   deploy/local/infra.sh start     install, start both, wait until ready (idempotent)
+#   deploy/local/infra.sh stop      stop both cleanly
+#   deploy/local/infra.sh status    say what runs where
+#   deploy/local/infra.sh reset     stop and delete the data of this state dir
+#
+# Settings (environment):
+#   HUITOU_CACHE        downloads and builds       (default ~/.cache/huitou)
+#   HUITOU_STATE_DIR    data, logs, pid files      (default $HUITOU_CACHE/local)
+#   HUITOU_KAFKA_PORT   broker listener            (default 9092)
+#   HUITOU_KAFKA_CONTROLLER_PORT                   (default HUITOU_KAFKA_PORT+1)
+#   HUITOU_MONGO_PORT   MongoDB wire protocol      (default 27017)
+#   HUITOU_KAFKA_HEAP   broker JVM heap            (default 512m)
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+KAFKA_VERSION=3.9.1
+cache=${HUITOU_CACHE:-$HOME/.cache/huitou}
+state=${HUITOU_STATE_DIR:-$cache/local}
+kafka_port=${HUITOU_KAFKA_PORT:-9092}
+controller_port=${HUITOU_KAFKA_CONTROLLER_PORT:-$((kafka_port + 1))}
+mongo_port=${HUITOU_MONGO_PORT:-27017}
+kafka_heap=${HUITOU_KAFKA_HEAP:-512m}
+kafka_libs=$cache/kafka-$KAFKA_VERSION/libs
+ferretdb_bin=$cache/bin/ferretdb-launcher-$(sha256sum "$here/ferretdb/go.sum" "$here/ferretdb/main.go" | sha256sum | cut -c1-12)
+
+log() { printf '[infra] %s\n' "$*" >&2; }
+die() { printf '[infra] error: %s\n' "$*" >&2; exit 1; }
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+pid_alive() { [[ -f $1 ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+install_kafka() {
+  if [[ -f $kafka_libs/.complete ]]; then return; fi
+  command -v java >/dev/null || die "java not found: install a JDK 17 (apt-get install openjdk-17-jre-headless)"
+  command -v mvn >/dev/null || die "mvn not found: install Maven (apt-get install maven)"
+  log "fetching Kafka $KAFKA_VERSION and its dependencies from Maven Central"
+  rm -rf "$kafka_libs" && mkdir -p "$kafka_libs"
+  (cd "$here/kafka" && mvn -q -B -Dmaven.repo.local="$cache/m2" \
+      org.apache.maven.plugins:maven-dependency-plugin:3.6.1:copy-dependencies \
+      -DincludeScope=runtime -DoutputDirectory="$kafka_libs") \
+    || die "Maven could not fetch Kafka (see the output above)"
+  [[ -f $kafka_libs/kafka_2.13-$KAFKA_VERSION.jar ]] || die "kafka_2.13-$KAFKA_VERSION.jar missing after Maven ran"
+  touch "$kafka_libs/.complete"
+}
+
+install_ferretdb() {
+  if [[ -x $ferretdb_bin ]]; then return; fi
+  command -v go >/dev/null || die "go not found: install Go 1.22 or newer"
+  log "building the FerretDB launcher (first time only, about a minute)"
+  mkdir -p "$cache/bin"
+  (cd "$here/ferretdb" && GOTOOLCHAIN=local GOFLAGS=-mod=mod GOMODCACHE="$cache/gomod" \
+      GOCACHE="$cache/gocache" go build -o "$ferretdb_bin.tmp" .) \
+    || die "could not build the FerretDB launcher (see the output above)"
+  mv "$ferretdb_bin.tmp" "$ferretdb_bin"
+}
+
+kafka_config() {
+  local dir=$state/kafka
+  mkdir -p "$dir/data" "$state/logs"
+  cat > "$dir/server.properties" <<PROPS
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$controller_port
+listeners=PLAINTEXT://127.0.0.1:$kafka_port,CONTROLLER://127.0.0.1:$controller_port
+advertised.listeners=PLAINTEXT://127.0.0.1:$kafka_port
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+inter.broker.listener.name=PLAINTEXT
+log.dirs=$dir/data
+# The project creates its topics itself from shared/contracts/topics.py.
+auto.create.topics.enable=false
+num.partitions=1
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=10
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+group.initial.rebalance.delay.ms=0
+log.retention.check.interval.ms=60000
+log.cleaner.backoff.ms=5000
+PROPS
+  if [[ ! -f $dir/data/meta.properties ]]; then
+    local cluster_id
+    cluster_id=$(python3 -c 'import base64, uuid
+while True:
+    s = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode()[:22]
+    if not s.startswith("-"):
+        print(s); break')
+    java -cp "$kafka_libs/*" -Dlog4j.configuration="file:$here/kafka/log4j.properties" \
+      -Dkafka.logs.dir="$state/logs/kafka" \
+      kafka.tools.StorageTool format -t "$cluster_id" -c "$dir/server.properties" -g \
+      >"$state/logs/kafka-format.log" 2>&1 \
+      || die "formatting Kafka storage failed: $(tail -5 "$state/logs/kafka-format.log")"
+  fi
+}
+
+start_kafka() {
+  local pidfile=$state/kafka.pid
+  if pid_alive "$pidfile"; then log "kafka already running (pid $(cat "$pidfile"), port $kafka_port)"; return; fi
+  port_open "$kafka_port" && die "port $kafka_port is taken by another process; set HUITOU_KAFKA_PORT"
+  port_open "$controller_port" && die "port $controller_port is taken; set HUITOU_KAFKA_CONTROLLER_PORT"
+  kafka_config
+  log "starting kafka on 127.0.0.1:$kafka_port (logs: $state/logs/kafka/)"
+  mkdir -p "$state/logs/kafka"
+  nohup java -Xms"$kafka_heap" -Xmx"$kafka_heap" -XX:+UseG1GC -Djava.awt.headless=true \
+    -cp "$kafka_libs/*" \
+    -Dlog4j.configuration="file:$here/kafka/log4j.properties" \
+    -Dkafka.logs.dir="$state/logs/kafka" \
+    kafka.Kafka "$state/kafka/server.properties" \
+    >"$state/logs/kafka/stdout.log" 2>&1 &
+  echo $! > "$pidfile"
+}
+
+start_ferretdb() {
+  local pidfile=$state/ferretdb.pid
+  if pid_alive "$pidfile"; then log "ferretdb already running (pid $(cat "$pidfile"), port $mongo_port)"; return; fi
+  port_open "$mongo_port" && die "port $mongo_port is taken by another process; set HUITOU_MONGO_PORT"
+  mkdir -p "$state/ferretdb" "$state/logs"
+  log "starting ferretdb on 127.0.0.1:$mongo_port (log: $state/logs/ferretdb.log)"
+  nohup "$ferretdb_bin" -listen "127.0.0.1:$mongo_port" -dir "$state/ferretdb" \
+    >"$state/logs/ferretdb.log" 2>&1 &
+  echo $! > "$pidfile"
+}
+
+wait_ready() {
+  local deadline=$((SECONDS + ${HUITOU_READY_TIMEOUT:-90}))
+  until port_open "$mongo_port"; do
+    pid_alive "$state/ferretdb.pid" || die "ferretdb exited: $(tail -5 "$state/logs/ferretdb.log")"
+    ((SECONDS < deadline)) || die "ferretdb not ready after ${HUITOU_READY_TIMEOUT:-90}s"
+    sleep 0.2
+  done
+  until port_open "$kafka_port" && grep -q "Kafka Server started" "$state/logs/kafka/server.log" 2>/dev/null; do
+    pid_alive "$state/kafka.pid" || die "kafka exited: $(tail -5 "$state/logs/kafka/stdout.log")"
+    ((SECONDS < deadline)) || die "kafka not ready after ${HUITOU_READY_TIMEOUT:-90}s"
+    sleep 0.3
+  done
+  log "ready: kafka 127.0.0.1:$kafka_port, mongodb://127.0.0.1:$mongo_port"
+}
+
+stop_one() {
+  local name=$1 pidfile=$state/$1.pid
+  if ! pid_alive "$pidfile"; then rm -f "$pidfile"; return; fi
+  local pid; pid=$(cat "$pidfile")
+  log "stopping $name (pid $pid)"
+  kill -TERM "$pid"
+  for _ in $(seq 1 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+  if kill -0 "$pid" 2>/dev/null; then
+    log "$name did not stop within 30s; killing it"
+    kill -KILL "$pid"
+  fi
+  rm -f "$pidfile"
+}
+
+status() {
+  for name in kafka ferretdb; do
+    if pid_alive "$state/$name.pid"; then echo "$name: running (pid $(cat "$state/$name.pid"))"
+    else echo "$name: stopped"; fi
+  done
+  echo "state dir: $state"
+}
+
+case ${1:-} in
+  install) install_kafka; install_ferretdb ;;
+  start)
+    install_kafka; install_ferretdb
+    mkdir -p "$state"
+    start_ferretdb; start_kafka; wait_ready ;;
+  stop) stop_one kafka; stop_one ferretdb ;;
+  status) status ;;
+  reset) stop_one kafka; stop_one ferretdb; rm -rf "$state"; log "removed $state" ;;
+  *) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+esac
