@@ -1,0 +1,96 @@
+"""The HTTP app every service mounts: health, readiness, Prometheus metrics."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+
+import structlog
+from fastapi import APIRouter, FastAPI, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from shared.runtime import Runtime
+from shared.storage import IndexSpec, ensure_indexes, ping
+
+log = structlog.get_logger("huitou.http")
+
+ReadinessCheck = Callable[[], Awaitable[object]]
+Hook = Callable[[], Awaitable[None]]
+
+
+def health_router(runtime: Runtime) -> APIRouter:
+    """/health/live, /health/ready (broker and database reachable) and /metrics."""
+    router = APIRouter(tags=["health"])
+    checks: dict[str, ReadinessCheck] = {
+        "database": lambda: ping(runtime.mongo),
+        "broker": _broker_check(runtime),
+    }
+
+    @router.get("/health/live")
+    async def live() -> dict[str, str]:
+        return {"status": "alive", "service": runtime.service}
+
+    @router.get("/health/ready")
+    async def ready() -> JSONResponse:
+        results: dict[str, str] = {}
+        for name, check in checks.items():
+            try:
+                await asyncio.wait_for(check(), timeout=2.0)
+                results[name] = "ok"
+            except Exception as error:  # noqa: BLE001 - reported in the response, not swallowed
+                results[name] = f"{type(error).__name__}: {error}"
+        ok = all(v == "ok" for v in results.values())
+        return JSONResponse(
+            {"status": "ready" if ok else "not ready", "checks": results},
+            status_code=200 if ok else 503,
+        )
+
+    @router.get("/metrics")
+    async def metrics() -> Response:
+        return Response(generate_latest(runtime.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return router
+
+
+def _broker_check(runtime: Runtime) -> ReadinessCheck:
+    async def check() -> None:
+        if not await runtime.broker.ping(timeout=2.0):
+            raise ConnectionError("Kafka broker not reachable")
+
+    return check
+
+
+def create_service_app(
+    runtime: Runtime,
+    *,
+    title: str,
+    indexes: Sequence[IndexSpec],
+    routers: Sequence[APIRouter] = (),
+    on_started: Sequence[Hook] = (),
+    on_stopping: Sequence[Hook] = (),
+) -> FastAPI:
+    """A FastAPI app whose lifespan creates indexes, starts the consumers, and closes clients."""
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await ensure_indexes(runtime.db, indexes)
+        await runtime.broker.start()
+        for hook in on_started:
+            await hook()
+        log.info("service_started", service=runtime.service)
+        try:
+            yield
+        finally:
+            for hook in on_stopping:
+                await hook()
+            await runtime.broker.stop()
+            await runtime.mongo.close()
+            log.info("service_stopped", service=runtime.service)
+
+    app = FastAPI(title=title, lifespan=lifespan)
+    app.include_router(health_router(runtime))
+    for router in routers:
+        app.include_router(router)
+    return app

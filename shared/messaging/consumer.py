@@ -1,0 +1,310 @@
+"""The consumer pattern every service uses.
+
+A batch of records is decoded against the contract, handed to the service's
+handler, and only then committed:
+
+* undecodable or invalid records, and records the handler rejects under a
+  business rule, go to ``<service>.dlq.v1`` with their original bytes;
+* a transient failure (database or broker unreachable) retries the whole
+  batch with backoff, forever: nothing is skipped, and handlers are
+  idempotent, so repeating work is harmless;
+* any other failure is narrowed down by handling the batch record by record,
+  so one poison message is dead-lettered and its neighbours still land;
+* offsets are committed only after the batch's work and its dead letters are
+  durable; on a crash or shutdown mid-batch the batch is delivered again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypeVar
+
+import structlog
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
+from faststream import AckPolicy
+from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+from pymongo.errors import ConnectionFailure, OperationFailure
+
+from shared.clock import Clock
+from shared.contracts import ContractError, DeadLetter, Event, Topic, decode, dlq_topic
+from shared.messaging.metrics import ConsumerMetrics
+from shared.messaging.publisher import EventPublisher
+from shared.settings import ServiceSettings
+
+T = TypeVar("T")
+log = structlog.get_logger("huitou.consumer")
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One record as it came off the broker (topic without the deployment prefix)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+
+
+@dataclass(frozen=True)
+class Inbound:
+    """A delivery decoded into its contract event."""
+
+    delivery: Delivery
+    event: Event
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """A delivery that goes to the dead-letter topic, and why."""
+
+    delivery: Delivery
+    error: str
+
+
+class RuleViolation(Exception):
+    """An event breaks a business rule: dead-lettered, and the stream goes on."""
+
+
+BatchHandler = Callable[[Sequence[Inbound]], Awaitable[Sequence[Rejection]]]
+"""Does a batch's work durably; returns the events it rejects under a rule."""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff for transient failures; never gives up."""
+
+    initial_seconds: float = 0.2
+    max_seconds: float = 10.0
+    factor: float = 2.0
+
+    def delays(self) -> Iterator[float]:
+        """Endless delays: initial, initial*factor, ... capped at max_seconds."""
+        delay = self.initial_seconds
+        while True:
+            yield delay
+            delay = min(delay * self.factor, self.max_seconds)
+
+
+def is_transient(error: BaseException) -> bool:
+    """True for failures that go away by themselves: servers down, timeouts, leader moves."""
+    if isinstance(error, ConnectionFailure):  # AutoReconnect, NetworkTimeout, server selection
+        return True
+    if isinstance(error, OperationFailure):
+        return error.has_error_label("RetryableWriteError") or error.code in _RETRYABLE_MONGO
+    if isinstance(error, KafkaError):
+        return bool(getattr(error, "retriable", False)) or isinstance(
+            error, KafkaConnectionError | KafkaTimeoutError
+        )
+    return isinstance(error, TimeoutError | ConnectionError)
+
+
+# Interrupted / not primary / shutting down: MongoDB's own retryable codes.
+_RETRYABLE_MONGO = frozenset({6, 7, 89, 91, 189, 262, 9001, 10107, 11600, 11602, 13435, 13436})
+
+
+def message_context(item: Inbound) -> Any:
+    """Bind event_id, topic, partition, offset and customer_id to every log line inside."""
+    return structlog.contextvars.bound_contextvars(
+        event_id=item.event.event_id,
+        topic=item.delivery.topic,
+        partition=item.delivery.partition,
+        offset=item.delivery.offset,
+        customer_id=getattr(item.event, "customer_id", None),
+    )
+
+
+class BatchProcessor:
+    """Decode, handle, dead-letter: the work between fetching a batch and committing it."""
+
+    def __init__(
+        self,
+        *,
+        service: str,
+        handle: BatchHandler,
+        publisher: EventPublisher,
+        metrics: ConsumerMetrics,
+        clock: Clock,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self.service = service
+        self._handle = handle
+        self._publisher = publisher
+        self._metrics = metrics
+        self._clock = clock
+        self._retry = retry or RetryPolicy()
+        self._dlq = dlq_topic(service)
+
+    async def process(self, deliveries: Sequence[Delivery]) -> None:
+        """Handle one batch; returns only when its work and dead letters are durable."""
+        started = time.perf_counter()
+        inbound: list[Inbound] = []
+        rejected: list[Rejection] = []
+        for delivery in deliveries:
+            try:
+                inbound.append(Inbound(delivery, decode(delivery.topic, delivery.value)))
+            except ContractError as error:
+                rejected.append(Rejection(delivery, str(error)))
+        rejected_by_handler = await self._handle_isolating_poison(inbound)
+        rejected.extend(rejected_by_handler)
+        await self._dead_letter(rejected)
+
+        refused = {(r.delivery.topic, r.delivery.partition, r.delivery.offset) for r in rejected}
+        done = Counter(
+            i.delivery.topic
+            for i in inbound
+            if (i.delivery.topic, i.delivery.partition, i.delivery.offset) not in refused
+        )
+        for topic, n in done.items():
+            self._metrics.count_processed(topic, n)
+        self._metrics.observe_batch(time.perf_counter() - started)
+
+    async def _handle_isolating_poison(self, inbound: list[Inbound]) -> list[Rejection]:
+        if not inbound:
+            return []
+        try:
+            return list(await self._retrying("handle_batch", lambda: self._handle(inbound)))
+        except Exception as error:  # noqa: BLE001 - not transient: find the record to blame
+            log.warning(
+                "batch_failed_handling_one_by_one",
+                service=self.service,
+                size=len(inbound),
+                error=f"{type(error).__name__}: {error}",
+            )
+        rejections: list[Rejection] = []
+        for item in inbound:
+            with message_context(item):
+                try:
+                    rejections.extend(await self._retrying("handle_one", self._handler_of(item)))
+                except RuleViolation as violation:
+                    log.info("event_breaks_rule", error=str(violation))
+                    rejections.append(Rejection(item.delivery, str(violation)))
+                except Exception as error:
+                    log.exception("event_failed")
+                    rejections.append(Rejection(item.delivery, f"{type(error).__name__}: {error}"))
+        return rejections
+
+    def _handler_of(self, item: Inbound) -> Callable[[], Awaitable[Sequence[Rejection]]]:
+        return lambda: self._handle([item])
+
+    async def _retrying(self, action: str, operation: Callable[[], Awaitable[T]]) -> T:
+        delays = self._retry.delays()
+        while True:
+            try:
+                return await operation()
+            except Exception as error:
+                if not is_transient(error):
+                    raise
+                delay = next(delays)
+                self._metrics.count_failed_attempt()
+                log.warning(
+                    "transient_failure_retrying",
+                    service=self.service,
+                    action=action,
+                    retry_in_seconds=delay,
+                    error=f"{type(error).__name__}: {error}",
+                )
+                await asyncio.sleep(delay)
+
+    async def _dead_letter(self, rejections: Sequence[Rejection]) -> None:
+        if not rejections:
+            return
+        now = self._clock.now()
+        letters = [(r.delivery, self._letter(r, now)) for r in rejections]
+        for delivery, letter in letters:
+            log.warning(
+                "event_dead_lettered",
+                service=self.service,
+                topic=delivery.topic,
+                partition=delivery.partition,
+                offset=delivery.offset,
+                error=letter.error,
+            )
+
+        async def publish_all() -> None:
+            await asyncio.gather(
+                *(
+                    self._publisher.publish_raw(self._dlq, d.key, letter.to_bytes())
+                    for d, letter in letters
+                )
+            )
+
+        await self._retrying("dead_letter", publish_all)
+        for topic, n in Counter(r.delivery.topic for r in rejections).items():
+            self._metrics.count_dead_lettered(topic, n)
+
+    def _letter(self, rejection: Rejection, now: datetime) -> DeadLetter:
+        d = rejection.delivery
+        return DeadLetter.from_record(
+            service=self.service,
+            source_topic=d.topic,
+            partition=d.partition,
+            offset=d.offset,
+            key=d.key,
+            value=d.value,
+            error=rejection.error,
+            occurred_at=now,
+        )
+
+
+def subscribe_batches(
+    broker: KafkaBroker,
+    *,
+    topics: Sequence[Topic],
+    processor: BatchProcessor,
+    settings: ServiceSettings,
+    metrics: ConsumerMetrics,
+) -> None:
+    """Register the service's batch consumer: commit only after the processor returns."""
+    prefix = settings.topic_prefix
+
+    @broker.subscriber(
+        *(settings.topic(t.name) for t in topics),
+        group_id=f"{prefix}huitou-{processor.service}",
+        batch=True,
+        max_records=settings.consumer_max_records,
+        batch_timeout_ms=settings.consumer_batch_timeout_ms,
+        auto_offset_reset="earliest",
+        ack_policy=AckPolicy.MANUAL,
+    )
+    async def consume_batch(message: KafkaMessage) -> None:
+        records = message.raw_message
+        if not isinstance(records, tuple):
+            records = (records,)
+        deliveries = [
+            Delivery(
+                topic=r.topic.removeprefix(prefix),
+                partition=r.partition,
+                offset=r.offset,
+                key=r.key,
+                value=r.value if r.value is not None else b"",
+            )
+            for r in records
+        ]
+        try:
+            await processor.process(deliveries)
+        except BaseException:
+            # Rewind so neither this consumer nor the next owner skips the batch.
+            await message.nack()
+            raise
+        await message.ack()
+        await _record_lag(message.consumer, metrics, prefix)
+
+
+async def _record_lag(consumer: AIOKafkaConsumer, metrics: ConsumerMetrics, prefix: str) -> None:
+    partition: TopicPartition
+    for partition in consumer.assignment():
+        highwater = consumer.highwater(partition)
+        if highwater is None:
+            continue
+        position = await consumer.position(partition)
+        metrics.set_lag(
+            partition.topic.removeprefix(prefix), partition.partition, highwater - position
+        )

@@ -1,0 +1,56 @@
+"""What every running service holds: settings, clock, broker, publisher, database, metrics.
+
+Built once in a service's ``app.py`` and passed to handlers and routes; no
+module-level clients anywhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from faststream.kafka import KafkaBroker
+from prometheus_client import CollectorRegistry
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
+
+from shared.clock import Clock
+from shared.messaging import ConsumerMetrics, EventPublisher, RetryPolicy, make_broker
+from shared.settings import ServiceSettings
+from shared.storage import Document, mongo_client, service_database
+
+
+@dataclass
+class Runtime:
+    """The clients and helpers of one service instance."""
+
+    service: str
+    settings: ServiceSettings
+    clock: Clock
+    broker: KafkaBroker
+    publisher: EventPublisher
+    mongo: AsyncMongoClient[Document]
+    db: AsyncDatabase[Document]
+    registry: CollectorRegistry
+    metrics: ConsumerMetrics
+    retry: RetryPolicy
+
+
+def build_runtime(
+    service: str, settings: ServiceSettings, *, database: str, clock: Clock
+) -> Runtime:
+    """Create (not yet connect) the clients a service needs."""
+    broker = make_broker(settings.kafka_bootstrap, client_id=f"huitou-{service}")
+    mongo = mongo_client(settings.mongo_uri, app_name=f"huitou-{service}")
+    registry = CollectorRegistry()
+    return Runtime(
+        service=service,
+        settings=settings,
+        clock=clock,
+        broker=broker,
+        publisher=EventPublisher(broker, topic_prefix=settings.topic_prefix),
+        mongo=mongo,
+        db=service_database(mongo, database),
+        registry=registry,
+        metrics=ConsumerMetrics(service, registry),
+        retry=RetryPolicy(settings.retry_initial_seconds, settings.retry_max_seconds),
+    )

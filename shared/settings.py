@@ -1,0 +1,52 @@
+"""Settings every service shares, read from HUITOU_* environment variables."""
+
+from __future__ import annotations
+
+from typing import Literal, TypeVar
+
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class SettingsError(SystemExit):
+    """Invalid configuration: stops start-up with a message naming the bad variable."""
+
+
+class ServiceSettings(BaseSettings):
+    """Connection and runtime settings common to all services."""
+
+    model_config = SettingsConfigDict(env_prefix="HUITOU_", extra="ignore", frozen=True)
+
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    mongo_uri: str = "mongodb://127.0.0.1:27017"
+    # Prepended to every topic name and consumer group: lets tests and demos
+    # share one broker without seeing each other's messages.
+    topic_prefix: str = ""
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(8000, ge=0, le=65535)  # 0: any free port
+    log_format: Literal["auto", "json", "console"] = "auto"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    consumer_max_records: int = Field(500, ge=1, le=10_000)
+    consumer_batch_timeout_ms: int = Field(200, ge=1)
+    retry_initial_seconds: float = Field(0.2, gt=0)
+    retry_max_seconds: float = Field(10.0, gt=0)
+
+    def topic(self, name: str) -> str:
+        """The physical topic name for a contract topic name."""
+        return f"{self.topic_prefix}{name}"
+
+
+SettingsT = TypeVar("SettingsT", bound=ServiceSettings)
+
+
+def load_settings(settings_class: type[SettingsT]) -> SettingsT:
+    """Read and validate settings, or stop with a message naming each bad variable."""
+    try:
+        return settings_class()
+    except ValidationError as error:
+        prefix = str(settings_class.model_config.get("env_prefix", ""))
+        problems = "; ".join(
+            f"{(prefix + '.'.join(str(p) for p in e['loc'])).upper()}: {e['msg']}"
+            for e in error.errors()
+        )
+        raise SettingsError(f"invalid settings for {settings_class.__name__}: {problems}") from None

@@ -1,0 +1,60 @@
+"""MongoDB access through PyMongo's async API: one client, one database per service.
+
+Only features both MongoDB and FerretDB support are used (see the project docs):
+no multi-document transactions, no TTL indexes, no change streams. Money is
+stored as integer minor units (fen/cents): FerretDB has no Decimal128.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC
+from typing import Any
+
+from bson.codec_options import CodecOptions
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
+
+Document = dict[str, Any]
+
+
+def mongo_client(uri: str, *, app_name: str, timeout_ms: int = 5000) -> AsyncMongoClient[Document]:
+    """A client that returns timezone-aware UTC datetimes and fails fast when the server is gone."""
+    return AsyncMongoClient(
+        uri,
+        appname=app_name,
+        tz_aware=True,
+        tzinfo=UTC,
+        serverSelectionTimeoutMS=timeout_ms,
+        connectTimeoutMS=timeout_ms,
+    )
+
+
+def service_database(client: AsyncMongoClient[Document], name: str) -> AsyncDatabase[Document]:
+    """The one database a service owns."""
+    return client.get_database(name, codec_options=CodecOptions(tz_aware=True, tzinfo=UTC))
+
+
+@dataclass(frozen=True)
+class IndexSpec:
+    """An index a service needs: created at start-up if missing."""
+
+    collection: str
+    keys: Sequence[tuple[str, int]]
+    name: str
+    unique: bool = False
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+async def ensure_indexes(db: AsyncDatabase[Document], specs: Sequence[IndexSpec]) -> None:
+    """Create every index the service declares (no-op for those that exist)."""
+    for spec in specs:
+        await db[spec.collection].create_index(
+            list(spec.keys), name=spec.name, unique=spec.unique, **spec.options
+        )
+
+
+async def ping(client: AsyncMongoClient[Document]) -> None:
+    """Raise if the database server cannot be reached."""
+    await client.admin.command("ping")
