@@ -11,6 +11,7 @@ from fastapi import APIRouter, FastAPI, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from shared.jobs import JobRunner, PeriodicJob
 from shared.runtime import Runtime
 from shared.storage import IndexSpec, ensure_indexes, ping
 
@@ -70,8 +71,10 @@ def create_service_app(
     routers: Sequence[APIRouter] = (),
     on_started: Sequence[Hook] = (),
     on_stopping: Sequence[Hook] = (),
+    jobs: Sequence[PeriodicJob] = (),
 ) -> FastAPI:
-    """A FastAPI app whose lifespan creates indexes, starts the consumers, and closes clients."""
+    """A FastAPI app whose lifespan creates indexes, starts consumers and jobs, closes clients."""
+    job_runner = JobRunner(jobs)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -79,10 +82,12 @@ def create_service_app(
         await runtime.broker.start()
         for hook in on_started:
             await hook()
+        await job_runner.start()
         log.info("service_started", service=runtime.service)
         try:
             yield
         finally:
+            await job_runner.stop()
             for hook in on_stopping:
                 await hook()
             await runtime.broker.stop()

@@ -50,3 +50,10 @@ def load_settings(settings_class: type[SettingsT]) -> SettingsT:
             for e in error.errors()
         )
         raise SettingsError(f"invalid settings for {settings_class.__name__}: {problems}") from None
+
+
+class AuthSettings(ServiceSettings):
+    """Settings of a service with an authenticated HTTP API."""
+
+    # Shared HS256 secret; the default is for local use only and is refused in production.
+    auth_secret: str = Field("huitou-local-development-secret-change-me", min_length=32)

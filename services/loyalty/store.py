@@ -54,8 +54,8 @@ class LoyaltyStore:
         """Insert ledger entries once each (a redelivered cause leaves the first entry as is)."""
         if not entries:
             return
-        # Upserts with $setOnInsert, not insert_many: FerretDB stops a bulk insert at the
-        # first duplicate key even when unordered, which would drop the entries after it.
+        # Upserts with $setOnInsert instead of inserts: a redelivered entry is a no-op, not a
+        # duplicate-key error (FerretDB stops a bulk write at its first error, even unordered).
         await self._db[LEDGER].bulk_write(
             [
                 UpdateOne({"_id": e.entry_id}, {"$setOnInsert": e.to_document()}, upsert=True)
