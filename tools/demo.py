@@ -75,9 +75,7 @@ async def run(seed: int, customers: int, port_base: int, log_dir: Path) -> int:
     services = start_services(names, port_base=port_base, log_dir=log_dir)
     try:
         await wait_ready(services, timeout=90)
-        console.print(
-            "[bold]services[/]: " + ", ".join(f"{s.name} ({s.url})" for s in services)
-        )
+        console.print("[bold]services[/]: " + ", ".join(f"{s.name} ({s.url})" for s in services))
 
         generate_started = time.monotonic()
         chain = generate_chain(seed, customers=customers)
@@ -126,12 +124,13 @@ async def run(seed: int, customers: int, port_base: int, log_dir: Path) -> int:
         stats.add_column("figure")
         stats.add_column("value", justify="right")
         for key, value in figure["stats"].items():
-            stats.add_row(key.replace("_", " "), f"{value:,}" if isinstance(value, int) else str(value))
+            shown = f"{value:,}" if isinstance(value, int) else str(value)
+            stats.add_row(key.replace("_", " "), shown)
         console.print(stats)
 
     console.print(
-        f"caught up {caught_up_in:.1f}s after the replay; whole run {time.monotonic() - started_at:.1f}s;"
-        f" service logs in {log_dir}"
+        f"caught up {caught_up_in:.1f}s after the replay;"
+        f" whole run {time.monotonic() - started_at:.1f}s; service logs in {log_dir}"
     )
     if any(lag != 0 for lag in lags.values()):
         console.print("[red]some consumers did not catch up[/]")
