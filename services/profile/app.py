@@ -1,0 +1,98 @@
+"""Builds the profile service: runtime, key vault, consumer, jobs, HTTP routes."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+
+import structlog
+from fastapi import FastAPI
+
+from services.profile.api import profile_router
+from services.profile.crypto import PiiVault
+from services.profile.handlers import SUBSCRIBED_TOPICS, on_batch
+from services.profile.jobs import publish_leftovers, recompute_classes
+from services.profile.policy import ProfilePolicy, load_policy
+from services.profile.records import CustomerRecords
+from services.profile.settings import ProfileSettings, key_ring
+from services.profile.store import INDEXES, ProfileStore
+from services.profile.views import ProfileViews
+from shared.auth import principal_dependency
+from shared.clock import Clock, SystemClock
+from shared.http import create_service_app
+from shared.jobs import PeriodicJob
+from shared.messaging import BatchProcessor, subscribe_batches
+from shared.runtime import build_runtime
+
+SERVICE = "profile"
+log = structlog.get_logger("huitou.profile")
+
+
+def vault_from(settings: ProfileSettings) -> PiiVault:
+    """The PII vault from the configured key ring and blind-index key."""
+    return PiiVault(
+        key_ring(settings.pii_keys),
+        settings.pii_active_key_id,
+        base64.b64decode(settings.blind_index_key),
+    )
+
+
+def build_app(
+    settings: ProfileSettings,
+    *,
+    clock: Clock | None = None,
+    policy: ProfilePolicy | None = None,
+    instance_id: str | None = None,
+) -> FastAPI:
+    """The profile service as an ASGI app; its lifespan runs the consumer and the jobs."""
+    clock = clock or SystemClock()
+    policy = policy or load_policy(settings.policy_file)
+    runtime = build_runtime(SERVICE, settings, database=settings.database, clock=clock)
+    store = ProfileStore(runtime.db)
+    records = CustomerRecords(store, runtime.publisher, vault_from(settings), policy, clock)
+    processor = BatchProcessor(
+        service=SERVICE,
+        handle=on_batch(records),
+        publisher=runtime.publisher,
+        metrics=runtime.metrics,
+        clock=clock,
+        retry=runtime.retry,
+    )
+    subscribe_batches(
+        runtime.broker,
+        topics=SUBSCRIBED_TOPICS,
+        processor=processor,
+        settings=settings,
+        metrics=runtime.metrics,
+    )
+    holder = instance_id or f"profile-{uuid.uuid4().hex[:12]}"
+
+    async def warn_about_development_keys() -> None:
+        if settings.uses_local_development_keys:
+            log.warning(
+                "local_development_keys_in_use",
+                hint="set HUITOU_PROFILE_PII_KEYS, HUITOU_PROFILE_PII_ACTIVE_KEY_ID and "
+                "HUITOU_PROFILE_BLIND_INDEX_KEY in production (docs/profile.md)",
+            )
+
+    async def recompute() -> None:
+        await publish_leftovers(records)
+        await recompute_classes(records, holder)
+
+    app = create_service_app(
+        runtime,
+        title="Huitou profile",
+        indexes=INDEXES,
+        routers=[
+            profile_router(
+                records,
+                ProfileViews(records),
+                principal_dependency(settings.auth_secret, clock.now),
+            )
+        ],
+        on_started=[warn_about_development_keys],
+        jobs=[PeriodicJob("recompute_classes", settings.recompute_check_seconds, recompute)],
+    )
+    app.state.runtime = runtime
+    app.state.records = records
+    return app

@@ -1,0 +1,102 @@
+"""Profile service settings (HUITOU_* variables plus the service's own, keys included)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from pathlib import Path
+from typing import Self
+
+from pydantic import Field, field_validator, model_validator
+
+from shared.settings import AuthSettings
+
+# Fixed, public keys so a laptop runs the service with no set-up; their ids say what they are.
+# Production sets HUITOU_PROFILE_PII_KEYS, _PII_ACTIVE_KEY_ID, _BLIND_INDEX_KEY (docs/profile.md).
+LOCAL_DEVELOPMENT_KEY_ID = "local-development-only"
+LOCAL_DEVELOPMENT_KEY_RING = json.dumps(
+    {LOCAL_DEVELOPMENT_KEY_ID: base64.b64encode(b"huitou-local-dev-pii-key-32bytes").decode()}
+)
+LOCAL_DEVELOPMENT_BLIND_INDEX_KEY = base64.b64encode(b"huitou-local-dev-blind-index-key").decode()
+
+
+def _decode_key(name: str, value: str) -> bytes:
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError(f"{name} is not base64") from None
+
+
+class ProfileSettings(AuthSettings):
+    """Settings of the profile service."""
+
+    database: str = Field("huitou_profile", validation_alias="HUITOU_PROFILE_DATABASE")
+    policy_file: Path | None = Field(None, validation_alias="HUITOU_PROFILE_POLICY_FILE")
+    pii_keys: str = Field(LOCAL_DEVELOPMENT_KEY_RING, validation_alias="HUITOU_PROFILE_PII_KEYS")
+    """JSON object {key_id: base64 of a 32-byte AES key}: every key still needed to decrypt."""
+    pii_active_key_id: str = Field(
+        LOCAL_DEVELOPMENT_KEY_ID, validation_alias="HUITOU_PROFILE_PII_ACTIVE_KEY_ID"
+    )
+    """The key new ciphertexts are written with."""
+    blind_index_key: str = Field(
+        LOCAL_DEVELOPMENT_BLIND_INDEX_KEY, validation_alias="HUITOU_PROFILE_BLIND_INDEX_KEY"
+    )
+    """base64 of at least 32 bytes: the HMAC key of the phone lookup index (never rotated
+    without rebuilding the index)."""
+    recompute_check_seconds: float = Field(
+        300, gt=0, validation_alias="HUITOU_PROFILE_RECOMPUTE_CHECK_SECONDS"
+    )
+    """How often each instance checks whether the recomputation is due."""
+
+    @field_validator("pii_keys")
+    @classmethod
+    def _key_ring(cls, value: str) -> str:
+        key_ring(value)
+        return value
+
+    @field_validator("blind_index_key")
+    @classmethod
+    def _blind_key(cls, value: str) -> str:
+        if len(_decode_key("blind_index_key", value)) < 32:
+            raise ValueError("blind_index_key must decode to at least 32 bytes")
+        return value
+
+    @model_validator(mode="after")
+    def _active_in_ring(self) -> Self:
+        ring = key_ring(self.pii_keys)
+        if self.pii_active_key_id not in ring:
+            raise ValueError(
+                f"pii_active_key_id {self.pii_active_key_id!r} is not in pii_keys "
+                f"({', '.join(sorted(ring))})"
+            )
+        if _decode_key("blind_index_key", self.blind_index_key) in ring.values():
+            raise ValueError("blind_index_key must differ from every PII key")
+        return self
+
+    @property
+    def uses_local_development_keys(self) -> bool:
+        """True when the public development keys are in use (never in production)."""
+        return (
+            LOCAL_DEVELOPMENT_KEY_ID in key_ring(self.pii_keys)
+            or self.blind_index_key == LOCAL_DEVELOPMENT_BLIND_INDEX_KEY
+        )
+
+
+def key_ring(value: str) -> dict[str, bytes]:
+    """Parse a key ring: JSON {key_id: base64 32-byte key}; raises ValueError naming the problem."""
+    try:
+        raw = json.loads(value)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"pii_keys is not JSON: {error.msg}") from None
+    if not isinstance(raw, dict) or not raw:
+        raise ValueError("pii_keys must be a non-empty JSON object {key_id: base64 key}")
+    ring: dict[str, bytes] = {}
+    for key_id, encoded in raw.items():
+        if not isinstance(encoded, str) or not key_id:
+            raise ValueError("pii_keys must map non-empty key ids to base64 strings")
+        key = _decode_key(f"pii_keys[{key_id}]", encoded)
+        if len(key) != 32:
+            raise ValueError(f"pii_keys[{key_id}] must decode to 32 bytes (AES-256)")
+        ring[key_id] = key
+    return ring
