@@ -1,0 +1,65 @@
+"""Builds the aftersales service: runtime, consumer, SLA watcher, HTTP routes."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from services.aftersales.api import aftersales_router
+from services.aftersales.handlers import SUBSCRIBED_TOPICS, on_batch
+from services.aftersales.jobs import sla_watcher
+from services.aftersales.outbox import OutboxRelay
+from services.aftersales.policy import AftersalesPolicy, load_policy
+from services.aftersales.settings import AftersalesSettings
+from services.aftersales.store import INDEXES, AftersalesStore
+from shared.clock import Clock, SystemClock
+from shared.http import create_service_app
+from shared.messaging import BatchProcessor, subscribe_batches
+from shared.runtime import build_runtime
+
+SERVICE = "aftersales"
+
+
+def build_app(
+    settings: AftersalesSettings,
+    *,
+    clock: Clock | None = None,
+    policy: AftersalesPolicy | None = None,
+    run_watcher: bool = True,
+) -> FastAPI:
+    """The aftersales service as an ASGI app; its lifespan runs the consumer and the watcher.
+
+    ``run_watcher=False`` leaves the SLA watcher to the caller (tests drive it by hand).
+    """
+    clock = clock or SystemClock()
+    policy = policy or load_policy(settings.policy_file)
+    runtime = build_runtime(SERVICE, settings, database=settings.database, clock=clock)
+    store = AftersalesStore(runtime.db)
+    relay = OutboxRelay(store, runtime.publisher, clock)
+    processor = BatchProcessor(
+        service=SERVICE,
+        handle=on_batch(store, relay, policy, clock),
+        publisher=runtime.publisher,
+        metrics=runtime.metrics,
+        clock=clock,
+        retry=runtime.retry,
+    )
+    subscribe_batches(
+        runtime.broker,
+        topics=SUBSCRIBED_TOPICS,
+        processor=processor,
+        settings=settings,
+        metrics=runtime.metrics,
+    )
+    jobs = [sla_watcher(store, relay, clock, settings.watch_every_seconds)] if run_watcher else []
+    app = create_service_app(
+        runtime,
+        title="Huitou aftersales",
+        indexes=INDEXES,
+        routers=[aftersales_router(store, relay, policy, clock, settings.auth_secret)],
+        jobs=jobs,
+    )
+    app.state.runtime = runtime
+    app.state.store = store
+    app.state.relay = relay
+    app.state.policy = policy
+    return app
