@@ -74,7 +74,7 @@ async def profile(
         kafka_bootstrap=infra["kafka"],
         mongo_uri=infra["mongo"],
         topic_prefix=prefix,
-        HUITOU_PROFILE_DATABASE=database_name,  # type: ignore[call-arg]
+        HUITOU_PROFILE_DATABASE=database_name,
         consumer_batch_timeout_ms=50,
     )
     clock = FixedClock(NOW)
