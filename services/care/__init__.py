@@ -1,0 +1,1 @@
+"""Care: decides who is contacted, when, how and by whom, and emits outreach when due."""

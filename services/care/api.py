@@ -1,0 +1,239 @@
+"""Care's HTTP routes: staff task lists and outcomes, upcoming outreach, previews, statistics.
+
+Every route but ``/stats`` needs a bearer token; store staff see and act only
+for their own stores, head office for all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import date, timedelta
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Query
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from services.care.moments import follow_up
+from services.care.policy import CarePolicy
+from services.care.rules import localized
+from services.care.store import LIVE, SENT, TASK_OPEN, CareStore
+from services.care.templates import TemplateCatalogue
+from shared.auth import Principal, principal_dependency, require_role
+from shared.clock import Clock
+from shared.storage import Document
+
+Outcome = Literal["reached", "no_answer", "declined", "follow_up_needed"]
+PERIOD = r"^\d{4}(-(0[1-9]|1[0-2]))?$"
+
+
+class OutcomeRecord(BaseModel):
+    """What came of a call or visit; an open question needs a follow-up date."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    outcome: Outcome
+    note: str | None = Field(None, max_length=1000)
+    follow_up_on: date | None = None
+    topic: str | None = Field(None, max_length=200)
+
+    @model_validator(mode="after")
+    def _follow_up_date_when_needed(self) -> OutcomeRecord:
+        if (self.outcome == "follow_up_needed") != (self.follow_up_on is not None):
+            raise ValueError("follow_up_on is required for follow_up_needed, and only then")
+        return self
+
+
+def _public(doc: Mapping[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in doc.items() if k not in ("_id", "history", "owner", "lease_until")}
+    return {"item_id": doc["_id"], **out}
+
+
+def _store_scope(principal: Principal, store_id: str | None) -> dict[str, Any]:
+    """The store filter a caller may see: one of their stores, or all of them."""
+    if store_id is not None:
+        if not principal.works_in(store_id):
+            raise HTTPException(403, f"{principal.subject} does not work in store {store_id}")
+        return {"store_id": store_id}
+    if principal.role in ("head_office", "service"):
+        return {}
+    return {"store_id": {"$in": sorted(principal.stores)}}
+
+
+def _period_match(period: str) -> dict[str, Any]:
+    return {"month": period} if "-" in period else {"year": int(period)}
+
+
+def care_router(
+    store: CareStore, policy: CarePolicy, templates: TemplateCatalogue, clock: Clock, secret: str
+) -> APIRouter:
+    """Routes reading and acting on the care database."""
+    router = APIRouter(tags=["care"])
+    caller = principal_dependency(secret, clock.now)
+    staff: Callable[[Principal], None] = lambda p: require_role(  # noqa: E731
+        p, "store_staff", "head_office"
+    )
+
+    @router.get("/stats")
+    async def stats() -> dict[str, int]:
+        """Headline figures (no token: the demo reads them)."""
+        return await store.stats()
+
+    @router.get("/tasks")
+    async def tasks(
+        principal: Principal = Depends(caller),  # noqa: B008
+        store_id: str | None = None,
+        staff_id: str | None = None,
+        status: Literal["open", "reached", "no_answer", "declined", "follow_up_needed"] = "open",
+    ) -> list[dict[str, Any]]:
+        """Calls and visits handed to staff, in the caller's stores, oldest first."""
+        staff(principal)
+        query: dict[str, Any] = {"task_status": status, **_store_scope(principal, store_id)}
+        if staff_id is not None:
+            query["assigned_staff_id"] = staff_id
+        return [_public(d) for d in await store.items(query)]
+
+    @router.post("/tasks/{item_id}/outcome")
+    async def record_outcome(
+        item_id: str,
+        body: OutcomeRecord,
+        principal: Principal = Depends(caller),  # noqa: B008
+    ) -> dict[str, Any]:
+        """Record what came of a call or visit; an open question schedules a follow-up."""
+        staff(principal)
+        item = await store.item(item_id)
+        if item is None:
+            raise HTTPException(404, f"no outreach {item_id}")
+        if not principal.works_in(item.get("store_id")):
+            raise HTTPException(
+                403, f"{principal.subject} does not work in store {item.get('store_id')}"
+            )
+        now = clock.now()
+        zone = policy.zone_of(item.get("store_id"))
+        if body.follow_up_on is not None and body.follow_up_on <= now.astimezone(zone).date():
+            raise HTTPException(422, "follow_up_on must be a day after today")
+        if item.get("task_status") is None:
+            raise HTTPException(409, f"{item_id} is not a staff task awaiting an outcome")
+        recorded = body.model_dump(mode="json") | {"recorded_by": principal.subject}
+        if item["task_status"] == TASK_OPEN:
+            updated = await store.record_outcome(item_id, recorded)
+            item = updated or await store.item(item_id) or item
+        previous = item.get("outcome") or {}
+        if (
+            previous.get("outcome") != body.outcome
+            or previous.get("follow_up_on") != recorded["follow_up_on"]
+        ):
+            raise HTTPException(409, f"{item_id} already has the outcome {item['task_status']}")
+        local = now.astimezone(zone)
+        await store.record_contact(
+            {
+                "_id": item_id,
+                "customer_id": item["customer_id"],
+                "kind": item["kind"],
+                "store_id": item.get("store_id"),
+                "staff_id": previous.get("recorded_by", principal.subject),
+                "assigned_staff_id": item.get("assigned_staff_id"),
+                "outcome": body.outcome,
+                "month": f"{local.year}-{local.month:02d}",
+                "year": local.year,
+                "recorded_at": now,
+            }
+        )
+        follow_up_id = None
+        if body.follow_up_on is not None:
+            view = (await store.views([item["customer_id"]]))[item["customer_id"]]
+            planned = follow_up(
+                view,
+                parent_id=item_id,
+                on=body.follow_up_on,
+                topic=body.topic or body.note or item["kind"],
+                staff_id=item.get("assigned_staff_id") or principal.subject,
+                store_id=item.get("store_id"),
+                policy=policy,
+            )
+            await store.schedule([planned], now)
+            follow_up_id = planned.item_id
+        return {"item_id": item_id, "outcome": body.outcome, "follow_up_id": follow_up_id}
+
+    @router.get("/customers/{customer_id}/outreach")
+    async def upcoming(
+        customer_id: str,
+        principal: Principal = Depends(caller),  # noqa: B008
+    ) -> list[dict[str, Any]]:
+        """A customer's outreach not yet sent, soonest first (within the caller's stores)."""
+        staff(principal)
+        query = {"customer_id": customer_id, "status": {"$in": list(LIVE)}}
+        return [_public(d) for d in await store.items({**query, **_store_scope(principal, None)})]
+
+    @router.get("/outreach/preview")
+    async def preview(
+        principal: Principal = Depends(caller),  # noqa: B008
+        days: Annotated[int, Query(ge=1, le=90)] = 7,
+        store_id: str | None = None,
+        locale: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Outreach due within the next N days, with the message text it will carry."""
+        staff(principal)
+        until = clock.now() + timedelta(days=days)
+        query = {"status": {"$in": list(LIVE)}, "due_at": {"$lte": until}}
+        shown: list[dict[str, Any]] = []
+        for doc in await store.items({**query, **_store_scope(principal, store_id)}):
+            template = templates.for_kind(doc["kind"], locale or policy.default_locale)
+            variables = {
+                **localized(doc.get("variables", {}), template.locale, policy.default_locale),
+                "store_id": doc.get("store_id"),
+                "staff_id": doc.get("assigned_staff_id"),
+            }
+            shown.append(
+                _public(doc)
+                | {"template_id": template.template_id, "text": template.render(variables)}
+            )
+        return shown
+
+    @router.get("/stats/staff")
+    async def staff_stats(
+        period: Annotated[str, Query(pattern=PERIOD)],
+        store_id: str | None = None,
+        principal: Principal = Depends(caller),  # noqa: B008
+    ) -> dict[str, dict[str, int]]:
+        """Contacts per member of staff and outcome in a month (YYYY-MM) or year (YYYY)."""
+        staff(principal)
+        match = {**_period_match(period), **_store_scope(principal, store_id)}
+        return _tally(await store.contact_counts(match, "staff_id"))
+
+    @router.get("/stats/stores")
+    async def store_stats(
+        period: Annotated[str, Query(pattern=PERIOD)],
+        store_id: str | None = None,
+        principal: Principal = Depends(caller),  # noqa: B008
+    ) -> dict[str, dict[str, Any]]:
+        """Per store: outreach sent by kind, and staff contacts by outcome, in a period."""
+        staff(principal)
+        scope = _store_scope(principal, store_id)
+        result: dict[str, dict[str, Any]] = {}
+        contacts = _tally(
+            await store.contact_counts({**_period_match(period), **scope}, "store_id")
+        )
+        for store_key, outcomes in contacts.items():
+            result.setdefault(store_key, {"sent": {}, "contacts": {}})["contacts"] = outcomes
+        sent_match: dict[str, Any] = {"status": SENT, **scope}
+        if "-" in period:
+            sent_match["month"] = period
+        else:
+            sent_match["month"] = {"$gte": f"{period}-01", "$lte": f"{period}-12"}
+        for row in await store.outreach_counts(sent_match):
+            key = str(row["_id"].get("store"))
+            entry = result.setdefault(key, {"sent": {}, "contacts": {}})
+            entry["sent"][row["_id"]["kind"]] = int(row["n"])
+        return result
+
+    return router
+
+
+def _tally(rows: list[Document]) -> dict[str, dict[str, int]]:
+    tally: dict[str, dict[str, int]] = {}
+    for row in rows:
+        who = str(row["_id"].get("who"))
+        counts = tally.setdefault(who, {"total": 0})
+        counts[row["_id"]["outcome"]] = int(row["n"])
+        counts["total"] += int(row["n"])
+    return tally

@@ -1,0 +1,87 @@
+"""Builds the care service: runtime, consumer, dispatcher and planner jobs, HTTP routes."""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from datetime import timedelta
+
+from fastapi import FastAPI
+
+from services.care.api import care_router
+from services.care.handlers import SUBSCRIBED_TOPICS, on_batch
+from services.care.jobs import Dispatcher, Planner
+from services.care.policy import CarePolicy, load_policy
+from services.care.settings import CareSettings
+from services.care.store import INDEXES, CareStore
+from services.care.templates import TemplateCatalogue, load_templates
+from shared.clock import Clock, SystemClock
+from shared.http import create_service_app
+from shared.jobs import PeriodicJob
+from shared.messaging import BatchProcessor, subscribe_batches
+from shared.runtime import build_runtime
+
+SERVICE = "care"
+
+
+def build_app(
+    settings: CareSettings,
+    *,
+    clock: Clock | None = None,
+    policy: CarePolicy | None = None,
+    templates: TemplateCatalogue | None = None,
+    instance: str | None = None,
+) -> FastAPI:
+    """The care service as an ASGI app; its lifespan runs the consumer and the jobs.
+
+    The policy and templates are validated here, before anything connects: a
+    bad one stops start-up with a message naming the problem.
+    """
+    clock = clock or SystemClock()
+    policy = policy or load_policy(settings.policy_file)
+    templates = templates or load_templates(settings.templates_file, policy)
+    runtime = build_runtime(SERVICE, settings, database=settings.database, clock=clock)
+    store = CareStore(runtime.db)
+    processor = BatchProcessor(
+        service=SERVICE,
+        handle=on_batch(store, policy, clock),
+        publisher=runtime.publisher,
+        metrics=runtime.metrics,
+        clock=clock,
+        retry=runtime.retry,
+    )
+    subscribe_batches(
+        runtime.broker,
+        topics=SUBSCRIBED_TOPICS,
+        processor=processor,
+        settings=settings,
+        metrics=runtime.metrics,
+    )
+    dispatcher = Dispatcher(
+        store,
+        runtime.publisher,
+        policy,
+        templates,
+        clock,
+        owner=instance or f"{socket.gethostname()}:{uuid.uuid4().hex[:8]}",
+        lease=timedelta(seconds=settings.claim_lease_seconds),
+        batch_size=settings.dispatch_batch_size,
+    )
+    planner = Planner(store, policy, clock)
+    app = create_service_app(
+        runtime,
+        title="Huitou care",
+        indexes=INDEXES,
+        routers=[care_router(store, policy, templates, clock, settings.auth_secret)],
+        jobs=[
+            PeriodicJob("care-dispatch", settings.dispatch_every_seconds, dispatcher.run_once),
+            PeriodicJob("care-plan", settings.plan_every_seconds, planner.run_once),
+        ],
+    )
+    app.state.runtime = runtime
+    app.state.store = store
+    app.state.dispatcher = dispatcher
+    app.state.planner = planner
+    app.state.policy = policy
+    app.state.templates = templates
+    return app
