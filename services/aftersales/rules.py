@@ -46,8 +46,10 @@ def _is_latin(keyword: str) -> bool:
 
 @lru_cache(maxsize=4096)
 def _latin_pattern(keyword: str) -> re.Pattern[str]:
-    # Anchor only at the start of a word: "smell" finds "smelled", "rude" not "prudent".
-    return re.compile(r"(?<![a-z0-9])" + re.escape(keyword.lower()))
+    # Anchor only at the start of a word: "smell" finds "smelled", "rude" not "prudent";
+    # a keyword starting with a symbol ("% off") has no word start to anchor to.
+    anchor = r"(?<![a-z0-9])" if keyword[:1].isalnum() else ""
+    return re.compile(anchor + re.escape(keyword.lower()))
 
 
 def matched_keywords(text: str, keywords: Sequence[str]) -> tuple[str, ...]:
