@@ -1,7 +1,5 @@
 """Profile's HTTP routes: records by role, audited; consent, erasure, export, merge, lists."""
 
-from __future__ import annotations
-
 import uuid
 from collections.abc import Callable
 from typing import Annotated, Any

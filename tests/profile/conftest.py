@@ -41,12 +41,15 @@ class ProfileService:
         return records
 
     def token(self, role: Role, subject: str = "tester", stores: set[str] | None = None) -> str:
+        # Issued at the start time with a long life: the kernel checks "iat" against the real
+        # clock, so a token issued at a moved (future) test time would not be valid yet.
         return issue_token(
             self.settings.auth_secret,
             subject=subject,
             role=role,
-            now=self.clock.now(),
+            now=NOW,
             stores=stores or set(),
+            lifetime=timedelta(days=400),
         )
 
     def auth(self, role: Role, subject: str = "tester", stores: set[str] | None = None) -> Any:
