@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -24,6 +24,7 @@ from tests.support import read_topic
 from tools.topics import create_topics, wait_caught_up
 
 SECRET = "care-tests-secret-long-enough-for-hs256"
+TOKENS_ISSUED_AT = datetime(2025, 1, 1, tzinfo=UTC)
 
 
 @dataclass
@@ -50,8 +51,15 @@ class RunningCare:
         self, role: Role, subject: str = "hq-1", stores: set[str] | None = None
     ) -> dict[str, str]:
         """An Authorization header for a caller."""
+        # Issued in the past, valid for a year: PyJWT checks "iat" against the real clock
+        # (not the injected one), so a token issued at a moved-ahead test time is refused.
         jwt = issue_token(
-            SECRET, subject=subject, role=role, stores=stores or set(), now=self.clock.now()
+            SECRET,
+            subject=subject,
+            role=role,
+            stores=stores or set(),
+            now=TOKENS_ISSUED_AT,
+            lifetime=timedelta(days=365 * 3),
         )
         return {"Authorization": f"Bearer {jwt}"}
 

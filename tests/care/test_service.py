@@ -12,17 +12,19 @@ from services.care.jobs import Dispatcher
 from services.care.rules import CustomerView
 from services.care.store import CLAIMED, PENDING
 from shared.contracts import (
+    AFTERSALES_TICKETS,
     CRM_CUSTOMERS,
     POS_PURCHASES,
     PROFILE_CUSTOMER_CHANGED,
+    DeadLetter,
     Event,
     Topic,
 )
 from shared.messaging import EventPublisher
 from tests.care.conftest import CareFactory, RunningCare
-from tests.care.events import CHINA, profile_change, registration
+from tests.care.events import CHINA, profile_change, registration, ticket
 from tests.factories import purchase
-from tests.support import publish
+from tests.support import publish, read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -192,3 +194,49 @@ async def test_erasure_cancels_every_pending_item(care: RunningCare) -> None:
     assert await care.store.views(["C0001234"]) == {
         "C0001234": CustomerView(customer_id="C0001234", erased=True)
     }
+
+
+async def test_an_open_complaint_suppresses_marketing_and_its_resolution_brings_a_survey(
+    care: RunningCare,
+) -> None:
+    await feed(
+        care,
+        [
+            (CRM_CUSTOMERS, registration("C0001234", at=BOUGHT_AT)),
+            (POS_PURCHASES, purchase("pos-1", at=BOUGHT_AT)),
+            (AFTERSALES_TICKETS, ticket("C0001234", "T-1", "opened", at=BOUGHT_AT)),
+        ],
+    )
+    care.clock.set(datetime(2026, 11, 22, 16, 30, tzinfo=CHINA))
+    report = await care.dispatcher.run_once()
+    assert report.reasons == {"complaint_open": 1}
+    item = await care.store.item("C0001234:welcome:first")
+    assert item is not None and (item["status"], item["reason"]) == ("skipped", "complaint_open")
+
+    resolved_at = datetime(2026, 11, 23, 17, 0, tzinfo=CHINA)
+    await feed(care, [(AFTERSALES_TICKETS, ticket("C0001234", "T-1", "resolved", at=resolved_at))])
+    care.clock.set(datetime(2026, 11, 24, 10, 30, tzinfo=CHINA))
+    report = await care.dispatcher.run_once()
+    assert report.reasons == {"sent": 2}  # the first follow-up and the survey
+    kinds = sorted(c.kind for c in await care.commands(expected=2))
+    assert kinds == ["first_follow_up", "satisfaction_survey"]
+
+
+async def test_an_unreadable_birthday_is_dead_lettered_and_the_stream_goes_on(
+    care: RunningCare,
+) -> None:
+    await feed(
+        care,
+        [
+            (CRM_CUSTOMERS, registration("C1", at=BOUGHT_AT, birthday="1990-02-30")),
+            (CRM_CUSTOMERS, registration("C2", at=BOUGHT_AT, birthday="1992-02-29")),
+        ],
+    )
+    [letter] = [
+        DeadLetter.from_bytes(v)
+        for v in await read_topic(care.infra["kafka"], care.prefix + "care.dlq.v1", expected=1)
+    ]
+    assert "birthday" in letter.error and letter.source_topic == CRM_CUSTOMERS.name
+    views = await care.store.views(["C1", "C2"])
+    assert (views["C2"].birthday_month, views["C2"].birthday_day) == (2, 29)
+    assert views["C1"].birthday_month is None
