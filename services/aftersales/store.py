@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from bson import json_util
 from pymongo import ReturnDocument, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from services.aftersales.lifecycle import OPEN_STATUSES, TicketUpdate
 from services.aftersales.rules import EarlierComplaint
@@ -20,6 +21,9 @@ PURCHASE_LINES = "purchase_lines"
 REPAIRS = "repairs"
 COUNTERS = "counters"
 QUALITY_ALERTS = "quality_alerts"
+TICKET_STEPS = "ticket_steps"
+# A step claimed but not applied for this long was interrupted by a crash: roll it forward.
+INTERRUPTED_STEP_AFTER = timedelta(seconds=60)
 OUTBOX_COLLECTIONS = (TICKETS, QUALITY_ALERTS)
 
 INDEXES = (
@@ -79,9 +83,19 @@ class AftersalesStore:
         """Insert new tickets once each: a redelivered complaint leaves its ticket as it is."""
         if not tickets:
             return
-        await self._db[TICKETS].bulk_write(
-            [UpdateOne({"_id": t["_id"]}, {"$setOnInsert": t}, upsert=True) for t in tickets]
-        )
+        operations = [
+            UpdateOne({"_id": t["_id"]}, {"$setOnInsert": t}, upsert=True) for t in tickets
+        ]
+        for attempt in range(3):
+            try:
+                await self._db[TICKETS].bulk_write(operations)
+                return
+            except BulkWriteError as error:
+                # Two instances upserting the same new ticket at once: one insert loses with
+                # a duplicate key; running the bulk again matches the winner's ticket.
+                codes = {e.get("code") for e in error.details.get("writeErrors", [])}
+                if codes != {11000} or attempt == 2:
+                    raise
 
     async def existing_ticket_ids(self, ticket_ids: Sequence[str]) -> set[str]:
         """Which of these tickets exist already."""
@@ -138,13 +152,43 @@ class AftersalesStore:
         return await self._db[TICKETS].find_one({"_id": ticket_id})
 
     async def apply(self, change: TicketUpdate, now: datetime) -> Document:
-        """Apply one step atomically; StaleTicket when someone else changed the ticket first."""
+        """Apply one step; StaleTicket when another step took this place in the sequence first.
+
+        The step first claims its sequence number by inserting ``ticket:seq`` into
+        ticket_steps: a unique key is the one thing every MongoDB-protocol server
+        decides atomically (FerretDB evaluates a conditional update's filter and its
+        write separately, so two instances could both "win" a filter on seq). Only
+        the claim's winner writes the ticket. The claim keeps the update, so a step
+        interrupted between claim and write is rolled forward by the next caller.
+        """
+        update = change.update(now)
+        step_id = f"{change.ticket_id}:{change.expected_seq + 1}"
+        try:
+            await self._db[TICKET_STEPS].insert_one(
+                {
+                    "_id": step_id,
+                    "ticket_id": change.ticket_id,
+                    "claimed_at": now,
+                    "update": json_util.dumps(update),
+                }
+            )
+        except DuplicateKeyError:
+            await self._roll_forward(change, step_id, now)
+            raise StaleTicket(change.ticket_id) from None
         updated = await self._db[TICKETS].find_one_and_update(
-            change.filter(), change.update(now), return_document=ReturnDocument.AFTER
+            change.filter(), update, return_document=ReturnDocument.AFTER
         )
         if updated is None:
             raise StaleTicket(change.ticket_id)
         return updated
+
+    async def _roll_forward(self, change: TicketUpdate, step_id: str, now: datetime) -> None:
+        claim = await self._db[TICKET_STEPS].find_one({"_id": step_id})
+        if claim is None or claim["claimed_at"] > now - INTERRUPTED_STEP_AFTER:
+            return  # the winner is (probably still) writing its step
+        ticket = await self._db[TICKETS].find_one({"_id": change.ticket_id}, {"seq": 1})
+        if ticket is not None and ticket.get("seq") == change.expected_seq:
+            await self._db[TICKETS].update_one(change.filter(), json_util.loads(claim["update"]))
 
     async def queue(
         self, route: str, *, stores: Sequence[str] | None, include_done: bool, limit: int
