@@ -1,31 +1,204 @@
-"""Loyalty's HTTP routes: accounts, ledger, head-office figures."""
+"""Loyalty's HTTP routes: accounts, ledger, rewards, redemption, head-office figures."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, Depends, Header, HTTPException, Query
+from pydantic import BaseModel, ConfigDict, Field
 
-from services.loyalty.store import LoyaltyStore
+from services.loyalty.accounts import Accounts
+from services.loyalty.lots import expiring_soon, open_lots
+from services.loyalty.policy import LoyaltyPolicy
+from services.loyalty.rules import redemption_entry_id
+from services.loyalty.store import LedgerEntry, LoyaltyStore, order_facts, posting_of
+from services.loyalty.tiers import add_months, figures_at, progress_to_next
+from shared.auth import Principal, require_role
+from shared.clock import Clock
+
+PrincipalDependency = Callable[..., Awaitable[Principal]]
 
 
-def loyalty_router(store: LoyaltyStore) -> APIRouter:
-    """Routes reading the loyalty database."""
+class RedemptionRequest(BaseModel):
+    """Redeem a catalogue reward (``quantity`` units; for points as cash, currency units)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reward_id: str = Field(min_length=1)
+    quantity: int = Field(1, ge=1, le=10_000)
+    store_id: str = Field(min_length=1)
+
+
+def _entry_view(doc: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "entry_id": doc["_id"],
+        "kind": doc["kind"],
+        "points": doc["points"],
+        "reason": doc["reason"],
+        "source_event_id": doc["source_event_id"],
+        "store_id": doc.get("store_id"),
+        "occurred_at": doc["occurred_at"],
+        "expires_at": doc.get("expires_at"),
+        **({"details": doc["details"]} if doc.get("details") else {}),
+    }
+
+
+def loyalty_router(
+    store: LoyaltyStore,
+    accounts: Accounts,
+    policy: LoyaltyPolicy,
+    clock: Clock,
+    principal: PrincipalDependency,
+) -> APIRouter:
+    """Routes reading the loyalty database and redeeming points."""
     router = APIRouter(tags=["loyalty"])
 
-    @router.get("/accounts/{customer_id}")
-    async def get_account(customer_id: str) -> dict[str, Any]:
+    def may_read_members(caller: Principal) -> None:
+        require_role(caller, "head_office", "store_staff", "service")
+
+    async def member_account(customer_id: str) -> dict[str, Any]:
         account = await store.account(customer_id)
-        if account is None:
+        if account is None or account.get("erased"):
             raise HTTPException(404, f"no loyalty account for customer {customer_id}")
-        return {"customer_id": customer_id, "balance": account["balance"]}
+        return account
+
+    @router.get("/accounts/{customer_id}")
+    async def get_account(
+        customer_id: str,
+        caller: Principal = Depends(principal),  # noqa: B008
+    ) -> dict[str, Any]:
+        may_read_members(caller)
+        account = await member_account(customer_id)
+        now = clock.now()
+        ledger = await store.ledger_of(customer_id)
+        in_ledger = {d["_id"] for d in ledger}
+        open_holds = [h for h in account.get("holds", []) if h["_id"] not in in_ledger]
+        soon_points, soon_from = expiring_soon(
+            open_lots(posting_of(d) for d in [*ledger, *open_holds]), now, policy
+        )
+        since = add_months(now, -policy.qualifying_window_months)
+        figures = figures_at(
+            [order_facts(d) for d in await store.orders_of([customer_id], since)], now, policy
+        )
+        tier = account.get("tier") or policy.tiers[0].name
+        progress = progress_to_next(tier, figures, policy)
+        return {
+            "customer_id": customer_id,
+            "balance": account["balance"],
+            "spendable": account["spendable"],
+            "tier": tier,
+            "tier_since": account.get("tier_since"),
+            "qualifying_spend": str(figures.spend),
+            "qualifying_orders": figures.orders,
+            "next_tier": None
+            if progress is None
+            else {
+                "tier": progress.next_tier,
+                "spend_needed": str(progress.spend_needed),
+                "orders_needed": progress.orders_needed,
+            },
+            "expiring_soon": {"points": soon_points, "first_expiry": soon_from},
+            "tier_history": [
+                {k: v for k, v in change.items() if k != "seq"}
+                for change in account.get("tier_history", [])
+            ],
+        }
 
     @router.get("/accounts/{customer_id}/ledger")
-    async def get_ledger(customer_id: str) -> list[dict[str, Any]]:
-        return [
-            {**{k: v for k, v in doc.items() if k != "_id"}, "entry_id": doc["_id"]}
-            for doc in await store.ledger_of(customer_id)
-        ]
+    async def get_ledger(
+        customer_id: str,
+        caller: Principal = Depends(principal),  # noqa: B008
+        offset: Annotated[int, Query(ge=0)] = 0,
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    ) -> dict[str, Any]:
+        may_read_members(caller)
+        await member_account(customer_id)
+        page = await store.ledger_page(customer_id, offset=offset, limit=limit)
+        return {
+            "customer_id": customer_id,
+            "offset": offset,
+            "limit": limit,
+            "entries": [_entry_view(d) for d in page],
+        }
+
+    @router.get("/rewards")
+    async def get_rewards() -> list[dict[str, Any]]:
+        return [reward.model_dump() for reward in policy.rewards]
+
+    @router.post("/accounts/{customer_id}/redemptions")
+    async def redeem(
+        customer_id: str,
+        body: RedemptionRequest,
+        idempotency_key: Annotated[str, Header(alias="Idempotency-Key", min_length=1)],
+        caller: Principal = Depends(principal),  # noqa: B008
+    ) -> dict[str, Any]:
+        require_role(caller, "head_office", "store_staff", "service")
+        if not caller.works_in(body.store_id):
+            raise HTTPException(403, f"{caller.subject} does not work in store {body.store_id}")
+        reward = policy.reward(body.reward_id)
+        if reward is None:
+            raise HTTPException(404, f"no reward {body.reward_id} in the catalogue")
+        await member_account(customer_id)
+        now = clock.now()
+        cost = reward.points * body.quantity
+        entry = LedgerEntry(
+            entry_id=redemption_entry_id(customer_id, idempotency_key),
+            customer_id=customer_id,
+            kind="redeemed",
+            points=-cost,
+            reason=f"redeemed {body.quantity} × {reward.reward_id}",
+            source_event_id=f"redemption:{idempotency_key}",
+            store_id=body.store_id,
+            occurred_at=now,
+            recorded_at=now,
+            details={
+                "reward_id": reward.reward_id,
+                "quantity": body.quantity,
+                "redeemed_by": caller.subject,
+            },
+        )
+        outcome = await accounts.debit(entry, require_spendable=True, now=now)
+        if outcome == "insufficient":
+            account = await store.account(customer_id)
+            spendable = account["spendable"] if account else 0
+            raise HTTPException(
+                409,
+                f"insufficient points: {reward.reward_id} × {body.quantity} costs {cost}, "
+                f"{customer_id} has {spendable}; nothing was deducted",
+            )
+        if outcome == "no_account":
+            raise HTTPException(404, f"no loyalty account for customer {customer_id}")
+        recorded = await store.entry(entry.entry_id)
+        account = await store.account(customer_id)
+        return {
+            "redemption_id": entry.entry_id,
+            "replayed": outcome == "duplicate",
+            "entry": _entry_view(recorded) if recorded else _entry_view(entry.to_document()),
+            "balance": account["balance"] if account else None,
+        }
+
+    @router.get("/liability")
+    async def liability(
+        caller: Principal = Depends(principal),  # noqa: B008
+    ) -> dict[str, Any]:
+        require_role(caller, "head_office")
+        stores: dict[str, dict[str, int]] = {}
+        for row in await store.liability_by_store():
+            store_id = row["_id"].get("store_id") or "none"
+            figures = stores.setdefault(
+                store_id, {"issued": 0, "redeemed": 0, "reversed": 0, "expired": 0, "adjusted": 0}
+            )
+            kind, points = row["_id"]["kind"], int(row["points"])
+            if kind == "earned":
+                figures["issued"] += points
+            elif kind in figures:
+                figures[kind] += -points if kind != "adjusted" else points
+        outstanding = sum(
+            f["issued"] + f["adjusted"] - f["redeemed"] - f["reversed"] - f["expired"]
+            for f in stores.values()
+        )
+        return {"stores": stores, "points_outstanding": outstanding}
 
     @router.get("/stats")
     async def stats() -> dict[str, int]:

@@ -6,11 +6,14 @@ from pathlib import Path
 
 from pydantic import Field
 
-from shared.settings import ServiceSettings
+from shared.settings import AuthSettings
 
 
-class LoyaltySettings(ServiceSettings):
+class LoyaltySettings(AuthSettings):
     """Settings of the loyalty service."""
 
     database: str = Field("huitou_loyalty", validation_alias="HUITOU_LOYALTY_DATABASE")
     policy_file: Path | None = Field(None, validation_alias="HUITOU_LOYALTY_POLICY_FILE")
+    expiry_every_seconds: float = Field(3600.0, gt=0)
+    tier_evaluation_every_seconds: float = Field(3600.0, gt=0)
+    outbox_every_seconds: float = Field(10.0, gt=0)

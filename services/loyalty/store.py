@@ -1,21 +1,32 @@
-"""The loyalty database: ledger entries and accounts derived from them."""
+"""The loyalty database: ledger, accounts derived from it, orders, referrals, job leases."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
 
-from pymongo import UpdateOne
+from pymongo import ReturnDocument, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 
+from services.loyalty.lots import Posting
+from services.loyalty.tiers import OrderFacts, Refund
 from shared.storage import Document, IndexSpec
 
 LEDGER = "ledger"
 ACCOUNTS = "accounts"
+ORDERS = "orders"
+REFERRALS = "referrals"
 WALK_INS = "walk_in_purchases"
+LEASES = "job_leases"
 
-INDEXES = (IndexSpec(LEDGER, [("customer_id", 1), ("occurred_at", 1)], name="ledger_by_customer"),)
+INDEXES = (
+    IndexSpec(LEDGER, [("customer_id", 1), ("occurred_at", 1)], name="ledger_by_customer"),
+    IndexSpec(LEDGER, [("published", 1), ("customer_id", 1)], name="ledger_unpublished"),
+    IndexSpec(ORDERS, [("customer_id", 1), ("occurred_at", 1)], name="orders_by_customer"),
+    IndexSpec(ACCOUNTS, [("outbox_pending", 1)], name="accounts_with_outbox"),
+)
 
 
 @dataclass(frozen=True)
@@ -30,6 +41,10 @@ class LedgerEntry:
     source_event_id: str
     store_id: str | None
     occurred_at: datetime
+    recorded_at: datetime
+    lot_id: str | None = None
+    expires_at: datetime | None = None
+    details: dict[str, Any] = field(default_factory=dict)
 
     def to_document(self) -> Document:
         return {
@@ -41,33 +56,82 @@ class LedgerEntry:
             "source_event_id": self.source_event_id,
             "store_id": self.store_id,
             "occurred_at": self.occurred_at,
+            "recorded_at": self.recorded_at,
+            "lot_id": self.lot_id,
+            "expires_at": self.expires_at,
+            "details": self.details,
+            "published": False,
         }
 
 
+def posting_of(doc: Document) -> Posting:
+    """The expiry view of a ledger (or hold) document."""
+    return Posting(
+        entry_id=doc["_id"],
+        points=int(doc["points"]),
+        recorded_at=doc["recorded_at"],
+        lot_id=doc.get("lot_id"),
+        expires_at=doc.get("expires_at"),
+    )
+
+
+def order_document(order: OrderFacts, *, store_id: str, event_id: str, earned: int) -> Document:
+    """A newly seen order as stored (its earned points are fixed the first time)."""
+    return {
+        "_id": order.order_id,
+        "customer_id": order.customer_id,
+        "store_id": store_id,
+        "purchase_event_id": event_id,
+        "occurred_at": order.occurred_at,
+        "total_minor": order.total_minor,
+        "earned_points": earned,
+        "refunded_minor": 0,
+        "returns": [],
+    }
+
+
+def order_facts(doc: Document) -> OrderFacts:
+    """The tier view of a stored order."""
+    return OrderFacts(
+        order_id=doc["_id"],
+        customer_id=doc["customer_id"],
+        occurred_at=doc["occurred_at"],
+        total_minor=int(doc["total_minor"]),
+        refunds=tuple(
+            Refund(r["return_id"], r["occurred_at"], int(r["refund_minor"]))
+            for r in doc.get("returns", [])
+        ),
+    )
+
+
 class LoyaltyStore:
-    """Atomic, idempotent writes of the loyalty service."""
+    """Atomic, idempotent reads and writes of the loyalty service."""
 
     def __init__(self, db: AsyncDatabase[Document]) -> None:
         self._db = db
 
+    # Ledger -------------------------------------------------------------------------------
+
     async def record_entries(self, entries: Sequence[LedgerEntry]) -> None:
         """Insert ledger entries once each (a redelivered cause leaves the first entry as is)."""
-        if not entries:
+        await self.record_entry_documents([e.to_document() for e in entries])
+
+    async def record_entry_documents(self, documents: Sequence[Document]) -> None:
+        """Insert ledger documents once each, by id."""
+        if not documents:
             return
         # Upserts with $setOnInsert instead of inserts: a redelivered entry is a no-op, not a
         # duplicate-key error (FerretDB stops a bulk write at its first error, even unordered).
         await self._db[LEDGER].bulk_write(
-            [
-                UpdateOne({"_id": e.entry_id}, {"$setOnInsert": e.to_document()}, upsert=True)
-                for e in entries
-            ]
+            [UpdateOne({"_id": d["_id"]}, {"$setOnInsert": d}, upsert=True) for d in documents]
         )
 
-    async def refresh_balances(self, customer_ids: Sequence[str], now: datetime) -> None:
-        """Set each account's balance to the sum of its ledger (so they can never disagree)."""
+    async def ledger_sums(self, customer_ids: Sequence[str]) -> dict[str, int]:
+        """Each member's ledger sum."""
         if not customer_ids:
-            return
-        sums = {
+            return {}
+        # One accumulator per $group: FerretDB computes only the first of several.
+        return {
             row["_id"]: int(row["balance"])
             async for row in await self._db[LEDGER].aggregate(
                 [
@@ -76,19 +140,117 @@ class LoyaltyStore:
                 ]
             )
         }
-        await self._db[ACCOUNTS].bulk_write(
-            [
-                UpdateOne(
-                    {"_id": customer_id},
-                    {
-                        "$set": {"balance": sums.get(customer_id, 0), "updated_at": now},
-                        "$setOnInsert": {"opened_at": now},
-                    },
-                    upsert=True,
-                )
-                for customer_id in customer_ids
-            ]
+
+    async def ledger_of(self, customer_id: str) -> list[Document]:
+        """A member's whole ledger, oldest first."""
+        cursor = self._db[LEDGER].find({"customer_id": customer_id}).sort("occurred_at", 1)
+        return [doc async for doc in cursor]
+
+    async def ledger_page(self, customer_id: str, *, offset: int, limit: int) -> list[Document]:
+        """A page of a member's ledger, newest first."""
+        cursor = (
+            self._db[LEDGER]
+            .find({"customer_id": customer_id})
+            .sort([("recorded_at", -1), ("_id", -1)])
+            .skip(offset)
+            .limit(limit)
         )
+        return [doc async for doc in cursor]
+
+    async def entry(self, entry_id: str) -> Document | None:
+        """One ledger entry, or None."""
+        return await self._db[LEDGER].find_one({"_id": entry_id})
+
+    async def unpublished_entries(self, customer_ids: Sequence[str]) -> list[Document]:
+        """Ledger entries of these members not yet on loyalty.points.v1."""
+        if not customer_ids:
+            return []
+        cursor = self._db[LEDGER].find(
+            {"customer_id": {"$in": list(customer_ids)}, "published": False}
+        )
+        return [doc async for doc in cursor]
+
+    async def customers_with_unpublished_entries(
+        self, recorded_before: datetime, limit: int
+    ) -> list[str]:
+        """Members with ledger entries still to publish (left behind by a crash)."""
+        cursor = (
+            self._db[LEDGER]
+            .find({"published": False, "recorded_at": {"$lt": recorded_before}})
+            .limit(limit)
+        )
+        return sorted({doc["customer_id"] async for doc in cursor})
+
+    async def mark_published(self, entry_ids: Sequence[str]) -> None:
+        """Remember that these entries are on loyalty.points.v1."""
+        if entry_ids:
+            await self._db[LEDGER].update_many(
+                {"_id": {"$in": list(entry_ids)}}, {"$set": {"published": True}}
+            )
+
+    # Orders and referrals -----------------------------------------------------------------
+
+    async def orders_of(self, customer_ids: Iterable[str], since: datetime) -> list[Document]:
+        """Orders of these members from ``since`` on."""
+        ids = list(customer_ids)
+        if not ids:
+            return []
+        cursor = self._db[ORDERS].find({"customer_id": {"$in": ids}, "occurred_at": {"$gt": since}})
+        return [doc async for doc in cursor]
+
+    async def orders_by_id(self, order_ids: Iterable[str]) -> list[Document]:
+        """Orders by their ids (returns name them)."""
+        ids = list(order_ids)
+        if not ids:
+            return []
+        return [doc async for doc in self._db[ORDERS].find({"_id": {"$in": ids}})]
+
+    async def record_orders(self, documents: Sequence[Document]) -> None:
+        """Insert newly seen orders once each."""
+        if documents:
+            await self._db[ORDERS].bulk_write(
+                [UpdateOne({"_id": d["_id"]}, {"$setOnInsert": d}, upsert=True) for d in documents]
+            )
+
+    async def record_returns(self, returns: Sequence[tuple[str, Document]]) -> None:
+        """Add each return to its order once (the filter makes a redelivered return a no-op)."""
+        if returns:
+            await self._db[ORDERS].bulk_write(
+                [
+                    UpdateOne(
+                        {"_id": order_id, "returns.return_id": {"$ne": r["return_id"]}},
+                        {"$push": {"returns": r}, "$inc": {"refunded_minor": r["refund_minor"]}},
+                    )
+                    for order_id, r in returns
+                ]
+            )
+
+    async def referrals_of(self, referee_ids: Iterable[str]) -> dict[str, Document]:
+        """Referrals by referee id."""
+        ids = list(referee_ids)
+        if not ids:
+            return {}
+        return {d["_id"]: d async for d in self._db[REFERRALS].find({"_id": {"$in": ids}})}
+
+    async def record_referrals(self, documents: Sequence[Document]) -> None:
+        """Insert referrals once per referee (a second referral of the same referee is refused)."""
+        if documents:
+            await self._db[REFERRALS].bulk_write(
+                [UpdateOne({"_id": d["_id"]}, {"$setOnInsert": d}, upsert=True) for d in documents]
+            )
+
+    async def mark_referrals_rewarded(self, rewarded: Sequence[tuple[str, str]]) -> None:
+        """Mark referrals paid out, by referee id and the purchase event that paid them."""
+        if rewarded:
+            await self._db[REFERRALS].bulk_write(
+                [
+                    UpdateOne(
+                        {"_id": referee_id},
+                        {"$set": {"status": "rewarded", "rewarded_by": event_id}},
+                    )
+                    for referee_id, event_id in rewarded
+                ]
+            )
 
     async def record_walk_ins(self, event_ids: Sequence[str], now: datetime) -> None:
         """Remember walk-in purchases (no member to credit), once each."""
@@ -101,25 +263,164 @@ class LoyaltyStore:
             ]
         )
 
+    # Accounts -----------------------------------------------------------------------------
+
     async def account(self, customer_id: str) -> Document | None:
         """A member's account, or None."""
         return await self._db[ACCOUNTS].find_one({"_id": customer_id})
 
-    async def ledger_of(self, customer_id: str) -> list[Document]:
-        """A member's ledger, oldest first."""
-        cursor = self._db[LEDGER].find({"customer_id": customer_id}).sort("occurred_at", 1)
-        return [doc async for doc in cursor]
+    async def accounts_of(self, customer_ids: Iterable[str]) -> dict[str, Document]:
+        """Accounts by customer id (missing ones absent)."""
+        ids = list(customer_ids)
+        if not ids:
+            return {}
+        return {d["_id"]: d async for d in self._db[ACCOUNTS].find({"_id": {"$in": ids}})}
+
+    async def open_accounts(self, documents: Sequence[Document]) -> set[str]:
+        """Create accounts that do not exist yet; returns the ids this call created."""
+        if not documents:
+            return set()
+        result = await self._db[ACCOUNTS].bulk_write(
+            [UpdateOne({"_id": d["_id"]}, {"$setOnInsert": d}, upsert=True) for d in documents]
+        )
+        return {str(i) for i in (result.upserted_ids or {}).values()}
+
+    async def update_if_unchanged(self, changes: Sequence[tuple[str, int, Document]]) -> int:
+        """Apply updates to accounts still at the version they were read at; returns how many."""
+        if not changes:
+            return 0
+        result = await self._db[ACCOUNTS].bulk_write(
+            [
+                UpdateOne({"_id": cid, "version": version}, update)
+                for cid, version, update in changes
+            ]
+        )
+        return result.matched_count
+
+    async def place_hold(
+        self, customer_id: str, hold: Document, *, require_spendable: bool, version: int | None
+    ) -> Document | None:
+        """Reserve points for a debit in the account itself: atomic with the spendable check.
+
+        With ``require_spendable`` the hold is placed only if the member can pay it
+        (concurrent redemptions cannot overdraw); with ``version`` only if the account
+        has not changed since it was read. Returns the account after, or None if refused.
+        """
+        query: Document = {"_id": customer_id, "holds._id": {"$ne": hold["_id"]}}
+        if require_spendable:
+            query["spendable"] = {"$gte": -int(hold["points"])}
+        if version is not None:
+            query["version"] = version
+        return await self._db[ACCOUNTS].find_one_and_update(
+            query,
+            {
+                "$push": {"holds": hold},
+                "$inc": {"spendable": int(hold["points"]), "version": 1},
+                "$set": {"holds_pending": True},
+            },
+            return_document=ReturnDocument.AFTER,
+        )
+
+    async def place_holds(self, customer_id: str, holds: Sequence[Document], version: int) -> bool:
+        """Reserve several debits at once if the account is still at ``version``."""
+        result = await self._db[ACCOUNTS].update_one(
+            {"_id": customer_id, "version": version},
+            {
+                "$push": {"holds": {"$each": list(holds)}},
+                "$inc": {"spendable": sum(int(h["points"]) for h in holds), "version": 1},
+                "$set": {"holds_pending": True},
+            },
+        )
+        return result.modified_count == 1
+
+    async def pull_outbox(self, customer_id: str, records: Sequence[Document]) -> None:
+        """Drop published outbox records (exactly as read) from the account."""
+        # $pullAll with whole documents: this server's $pull ignores conditions on fields.
+        await self._db[ACCOUNTS].update_one(
+            {"_id": customer_id}, {"$pullAll": {"outbox": list(records)}}
+        )
+        await self._db[ACCOUNTS].update_one(
+            {"_id": customer_id, "outbox": {"$size": 0}}, {"$set": {"outbox_pending": False}}
+        )
+
+    async def accounts_left_behind(self, updated_before: datetime, limit: int) -> list[str]:
+        """Accounts with holds not yet in the ledger or events not yet published (after a crash)."""
+        cursor = (
+            self._db[ACCOUNTS]
+            .find(
+                {
+                    "$or": [{"outbox_pending": True}, {"holds_pending": True}],
+                    "updated_at": {"$lt": updated_before},
+                }
+            )
+            .limit(limit)
+        )
+        return [doc["_id"] async for doc in cursor]
+
+    async def account_ids_after(self, after: str | None, limit: int) -> list[str]:
+        """Member ids in id order, for jobs that walk every account in pages."""
+        query: Document = {"erased": {"$ne": True}}
+        if after is not None:
+            query["_id"] = {"$gt": after}
+        cursor = self._db[ACCOUNTS].find(query).sort("_id", 1).limit(limit)
+        return [doc["_id"] async for doc in cursor]
+
+    # Jobs ---------------------------------------------------------------------------------
+
+    async def claim_lease(self, job: str, owner: str, now: datetime, seconds: float) -> bool:
+        """Take a job's lease if it is free or expired; one instance runs a pass at a time."""
+        until = now + timedelta(seconds=seconds)
+        free = {"_id": job, "$or": [{"until": {"$lte": now}}, {"owner": owner}]}
+        claimed = await self._db[LEASES].find_one_and_update(
+            free, {"$set": {"owner": owner, "until": until}}, return_document=ReturnDocument.AFTER
+        )
+        if claimed is not None:
+            return True
+        result = await self._db[LEASES].update_one(
+            {"_id": job}, {"$setOnInsert": {"owner": owner, "until": until}}, upsert=True
+        )
+        return result.upserted_id is not None
+
+    async def release_lease(self, job: str, owner: str, now: datetime) -> None:
+        """Give a lease back early."""
+        await self._db[LEASES].update_one({"_id": job, "owner": owner}, {"$set": {"until": now}})
+
+    # Figures ------------------------------------------------------------------------------
 
     async def stats(self) -> dict[str, int]:
-        """Head-office figures: accounts, points issued, ledger entries, walk-ins."""
-        issued = 0
+        """Head-office figures: accounts, tiers, points issued, redeemed, outstanding, walk-ins."""
+        by_kind: dict[str, int] = {}
         async for row in await self._db[LEDGER].aggregate(
-            [{"$group": {"_id": None, "points": {"$sum": "$points"}}}]
+            [{"$group": {"_id": "$kind", "points": {"$sum": "$points"}}}]
         ):
-            issued = int(row["points"])
-        return {
+            by_kind[str(row["_id"])] = int(row["points"])
+        figures = {
             "accounts": await self._db[ACCOUNTS].count_documents({}),
             "ledger_entries": await self._db[LEDGER].count_documents({}),
-            "points_outstanding": issued,
+            "points_outstanding": sum(by_kind.values()),
+            "points_earned": by_kind.get("earned", 0),
+            "points_redeemed": -by_kind.get("redeemed", 0),
+            "points_reversed": -by_kind.get("reversed", 0),
+            "points_expired": -by_kind.get("expired", 0),
+            "points_adjusted": by_kind.get("adjusted", 0),
             "walk_in_purchases": await self._db[WALK_INS].count_documents({}),
         }
+        async for row in await self._db[ACCOUNTS].aggregate(
+            [{"$match": {"tier": {"$ne": None}}}, {"$group": {"_id": "$tier", "n": {"$sum": 1}}}]
+        ):
+            figures[f"members_{row['_id']}"] = int(row["n"])
+        return figures
+
+    async def liability_by_store(self) -> list[Document]:
+        """Points issued and redeemed per store and kind (head office's liability view)."""
+        rows = await self._db[LEDGER].aggregate(
+            [
+                {
+                    "$group": {
+                        "_id": {"store_id": "$store_id", "kind": "$kind"},
+                        "points": {"$sum": "$points"},
+                    }
+                }
+            ]
+        )
+        return [row async for row in rows]

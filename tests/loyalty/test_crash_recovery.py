@@ -1,4 +1,4 @@
-"""A loyalty consumer killed mid-batch and restarted loses nothing and doubles nothing."""
+"""A consumer killed mid-batch and restarted: no loss, no double points, one event per change."""
 
 from __future__ import annotations
 
@@ -6,24 +6,59 @@ import os
 import signal
 import subprocess
 import sys
-from collections import defaultdict
+from collections import Counter, defaultdict
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 from pymongo import AsyncMongoClient
 
-from services.loyalty.handlers import SUBSCRIBED_TOPICS
-from shared.contracts import POS_PURCHASES, dlq_topic
+from services.loyalty.policy import LoyaltyPolicy
+from services.loyalty.rules import points_for
+from services.loyalty.tiers import Evaluation, OrderFacts, figures_at, next_tier
+from shared.contracts import POS_PURCHASES, Purchase, TierChanged
 from shared.storage import Document
-from tests.factories import purchase
-from tests.support import eventually, publish
-from tools.topics import create_topics, wait_caught_up
+from tests.factories import CHINA, purchase
+from tests.loyalty.helpers import create_loyalty_topics
+from tests.support import eventually, publish, read_topic
+from tools.topics import wait_caught_up
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-PURCHASES = 3000
-CUSTOMERS = 40
+PURCHASES = 1500
+CUSTOMERS = 30
+START = datetime(2026, 11, 20, 9, 0, tzinfo=CHINA)
+
+
+def expected_outcome(events: list[Purchase]) -> tuple[dict[str, int], dict[str, int]]:
+    """Balances and tier-change counts by the rules, one purchase after another (no service)."""
+    policy = LoyaltyPolicy()
+    balances: dict[str, int] = defaultdict(int)
+    changes: dict[str, int] = defaultdict(int)
+    tiers: dict[str, str] = {}
+    orders: dict[str, list[OrderFacts]] = defaultdict(list)
+    for event in events:
+        customer = event.customer_id
+        assert customer is not None
+        if customer not in tiers:
+            tiers[customer] = "regular"
+            changes[customer] += 1  # joined the programme
+        balances[customer] += points_for(event, policy, tier=tiers[customer])
+        orders[customer].append(
+            OrderFacts(event.order_id, customer, event.occurred_at, int(event.total * 100))
+        )
+        evaluation = Evaluation("purchase", event.occurred_at, event.order_id)
+        change = next_tier(
+            tiers[customer],
+            evaluation,
+            figures_at(orders[customer], event.occurred_at, policy),
+            policy,
+        )
+        if change is not None:
+            tiers[customer] = change.new_tier
+            changes[customer] += 1
+    return dict(balances), dict(changes)
 
 
 def start_loyalty(
@@ -53,17 +88,18 @@ async def test_killed_consumer_restarts_without_loss_or_double_points(
     mongo: AsyncMongoClient[Document],
     tmp_path: Path,
 ) -> None:
-    await create_topics(
-        infra["kafka"], [*SUBSCRIBED_TOPICS, dlq_topic("loyalty")], prefix=prefix, partitions=3
-    )
+    await create_loyalty_topics(infra, prefix, partitions=3)
     events = [
-        purchase(f"pos-{n:05d}", customer_id=f"C{n % CUSTOMERS:04d}", total=f"{10 + n % 97}.00")
+        purchase(
+            f"pos-{n:05d}",
+            customer_id=f"C{n % CUSTOMERS:04d}",
+            total=f"{150 + n % 197}.00",
+            at=START + timedelta(minutes=n),
+        )
         for n in range(PURCHASES)
     ]
-    expected: dict[str, int] = defaultdict(int)
-    for event in events:
-        assert event.customer_id is not None
-        expected[event.customer_id] += int(event.total)
+    expected, expected_changes = expected_outcome(events)
+    assert max(expected_changes.values()) > 1  # the stream moves members up the ladder
 
     await publish(infra["kafka"], prefix, [(POS_PURCHASES, e, None) for e in events])
     ledger = mongo[database_name]["ledger"]
@@ -94,7 +130,26 @@ async def test_killed_consumer_restarts_without_loss_or_double_points(
         second.wait(timeout=30)
 
     assert await ledger.count_documents({}) == PURCHASES
-    balances = {
-        doc["_id"]: doc["balance"] async for doc in mongo[database_name]["accounts"].find({})
-    }
-    assert balances == dict(expected)
+    accounts = [doc async for doc in mongo[database_name]["accounts"].find({})]
+    assert {a["_id"]: a["balance"] for a in accounts} == expected
+    assert {a["_id"]: a["tier_seq"] for a in accounts} == expected_changes
+    assert all(a["outbox"] == [] for a in accounts)
+
+    # One tier event per change: a re-publish after the kill repeats an id, never adds one.
+    total_changes = sum(expected_changes.values())
+    published = [
+        TierChanged.from_bytes(v)
+        for v in await read_topic(
+            infra["kafka"], prefix + "loyalty.tier-changed.v1", expected=total_changes
+        )
+    ]
+    by_id = {event.event_id: event for event in published}
+    assert len(by_id) == total_changes
+    assert Counter(e.customer_id for e in by_id.values()) == Counter(expected_changes)
+    for account in accounts:
+        history = [(h["old_tier"], h["new_tier"]) for h in account["tier_history"]]
+        events_of = sorted(
+            (e for e in by_id.values() if e.customer_id == account["_id"]),
+            key=lambda e: int(e.event_id.rsplit(":", 1)[1]),
+        )
+        assert [(e.old_tier, e.new_tier) for e in events_of] == history
