@@ -135,7 +135,7 @@ def account_update(
     policy: LoyaltyPolicy,
     now: datetime,
 ) -> Document:
-    """The update that brings an account in line with its ledger, orders and the work asked."""
+    """The fields that bring an account in line with its ledger, orders and the work asked."""
     customer_id = account["_id"]
     outbox = list(account.get("outbox", []))
     update_set: Document = {
@@ -204,7 +204,7 @@ def account_update(
             ]
     update_set["outbox"] = outbox
     update_set["outbox_pending"] = bool(outbox)
-    return {"$set": update_set, "$inc": {"version": 1}}
+    return update_set
 
 
 DebitOutcome = Literal["debited", "duplicate", "insufficient", "no_account"]
@@ -244,7 +244,7 @@ class Accounts:
                         break
                 else:
                     raise RuntimeError(f"account {customer_id} kept changing while settling")
-        await self.publish_pending(ids)
+        await self.publish_pending(ids, now)
 
     async def _settle_group(
         self,
@@ -258,6 +258,7 @@ class Accounts:
         if missing:
             await self._store.open_accounts([fresh_account(c, now) for c in missing])
             accounts.update(await self._store.accounts_of(missing))
+        accounts = await self._store.roll_forward(accounts)
         holds = [h for a in accounts.values() for h in a.get("holds", [])]
         # Holds reach the ledger before the sum is taken: once summed they can be dropped.
         await self._store.record_entry_documents(holds)
@@ -278,7 +279,7 @@ class Accounts:
             )
             for c in ids
         ]
-        return await self._store.update_if_unchanged(changes) == len(changes)
+        return len(await self._store.commit_account_changes(changes, now)) == len(changes)
 
     async def _orders_for(
         self, ids: Sequence[str], work: Mapping[str, CustomerWork], now: datetime
@@ -292,7 +293,7 @@ class Accounts:
             by_customer[doc["customer_id"]].append(order_facts(doc))
         return by_customer
 
-    async def publish_pending(self, customer_ids: Iterable[str]) -> None:
+    async def publish_pending(self, customer_ids: Iterable[str], now: datetime) -> None:
         """Publish the accounts' outbox records and unpublished ledger entries, then mark them."""
         ids = list(customer_ids)
         accounts = await self._store.accounts_of(ids)
@@ -309,8 +310,23 @@ class Accounts:
             return
         await self._publisher.publish_records(records)
         for customer_id, sent in sent_by_account.items():
-            await self._store.pull_outbox(customer_id, sent)
+            await self._drop_sent(customer_id, sent, now)
         await self._store.mark_published([e["_id"] for e in entries])
+
+    async def _drop_sent(self, customer_id: str, sent: Sequence[Document], now: datetime) -> None:
+        """Remove published records from the outbox (a claimed change like any other).
+
+        Losing every race leaves them for the next settlement: publishing twice is harmless.
+        """
+        for _ in range(3):
+            account = await self._account(customer_id)
+            if account is None:
+                return
+            outbox = [d for d in account.get("outbox", []) if d not in sent]
+            fields = {"outbox": outbox, "outbox_pending": bool(outbox)}
+            version = int(account["version"])
+            if await self._store.commit_account_changes([(customer_id, version, fields)], now):
+                return
 
     def _points_records(
         self, entries: Sequence[Document], accounts: Mapping[str, Document]
@@ -343,39 +359,48 @@ class Accounts:
                 balance_after -= int(entry["points"])
         return records
 
+    async def _account(self, customer_id: str) -> Document | None:
+        account = await self._store.account(customer_id)
+        if account is None:
+            return None
+        return (await self._store.roll_forward({customer_id: account}))[customer_id]
+
+    async def _hold(self, account: Document, holds: Sequence[Document], now: datetime) -> bool:
+        """Place debits as holds in the account, moving it one version on; False if it moved."""
+        fields = {
+            "holds": [*account.get("holds", []), *holds],
+            "holds_pending": True,
+            "spendable": int(account["spendable"]) + sum(int(h["points"]) for h in holds),
+            "updated_at": now,
+        }
+        committed = await self._store.commit_account_changes(
+            [(account["_id"], int(account["version"]), fields)], now
+        )
+        return bool(committed)
+
     async def debit(
         self, entry: LedgerEntry, *, require_spendable: bool, now: datetime
     ) -> DebitOutcome:
         """Take points off an account at most once per entry id, never below what it can pay."""
-        if await self._store.entry(entry.entry_id) is not None:
-            return "duplicate"
-        account = await self._store.account(entry.customer_id)
-        if account is None:
-            return "no_account"
-        if any(h["_id"] == entry.entry_id for h in account.get("holds", [])):
-            return "duplicate"
-        placed = await self._store.place_hold(
-            entry.customer_id,
-            entry.to_document(),
-            require_spendable=require_spendable,
-            version=None,
-        )
-        if placed is None:
-            again = await self._store.account(entry.customer_id)
-            if again is not None and any(
-                h["_id"] == entry.entry_id for h in again.get("holds", [])
-            ):
-                return "duplicate"
+        for _ in range(MAX_ATTEMPTS):
             if await self._store.entry(entry.entry_id) is not None:
                 return "duplicate"
-            return "insufficient"
-        await self.settle({entry.customer_id: CustomerWork()}, now)
-        return "debited"
+            account = await self._account(entry.customer_id)
+            if account is None or account.get("erased"):
+                return "no_account"
+            if any(h["_id"] == entry.entry_id for h in account.get("holds", [])):
+                return "duplicate"
+            if require_spendable and int(account["spendable"]) < -entry.points:
+                return "insufficient"
+            if await self._hold(account, [entry.to_document()], now):
+                await self.settle({entry.customer_id: CustomerWork()}, now)
+                return "debited"
+        raise RuntimeError(f"account {entry.customer_id} kept changing while debiting")
 
     async def expire(self, customer_id: str, now: datetime) -> int:
         """Expire the member's lots that are due, oldest first; returns the points expired."""
         for _ in range(MAX_ATTEMPTS):
-            account = await self._store.account(customer_id)
+            account = await self._account(customer_id)
             if account is None or account.get("erased"):
                 return 0
             ledger = await self._store.ledger_of(customer_id)
@@ -400,7 +425,7 @@ class Accounts:
                 ).to_document()
                 for e in due
             ]
-            if await self._store.place_holds(customer_id, holds, int(account["version"])):
+            if await self._hold(account, holds, now):
                 await self.settle({customer_id: CustomerWork()}, now)
                 return sum(e.points for e in due)
         raise RuntimeError(f"account {customer_id} kept changing while expiring")

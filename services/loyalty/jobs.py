@@ -75,6 +75,7 @@ class LoyaltyJobs:
         ]
         if ids:
             await self._accounts.settle({c: CustomerWork() for c in ids}, self._clock.now())
+        await self._store.prune_claims(self._clock.now() - timedelta(hours=1))
         return len(ids)
 
     def periodic(

@@ -7,8 +7,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from bson import json_util
 from pymongo import ReturnDocument, UpdateOne
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError
 
 from services.loyalty.lots import Posting
 from services.loyalty.tiers import OrderFacts, Refund
@@ -20,8 +23,11 @@ ORDERS = "orders"
 REFERRALS = "referrals"
 WALK_INS = "walk_in_purchases"
 LEASES = "job_leases"
+CLAIMS = "account_claims"
+DUPLICATE_KEY = 11000
 
 INDEXES = (
+    IndexSpec(CLAIMS, [("claimed_at", 1)], name="claims_by_age"),
     IndexSpec(LEDGER, [("customer_id", 1), ("occurred_at", 1)], name="ledger_by_customer"),
     IndexSpec(LEDGER, [("published", 1), ("customer_id", 1)], name="ledger_unpublished"),
     IndexSpec(ORDERS, [("customer_id", 1), ("occurred_at", 1)], name="orders_by_customer"),
@@ -104,8 +110,42 @@ def order_facts(doc: Document) -> OrderFacts:
     )
 
 
+async def upsert_once(
+    collection: AsyncCollection[Document], documents: Sequence[Document]
+) -> set[int]:
+    """Insert documents by id unless present; returns the positions this call inserted.
+
+    Two servers racing on the same new id may make one upsert fail with a
+    duplicate key (FerretDB stops the bulk there): the id exists then, which is
+    all we wanted, so the rest of the bulk goes on.
+    """
+    inserted: set[int] = set()
+    start = 0
+    while start < len(documents):
+        ops = [
+            UpdateOne({"_id": d["_id"]}, {"$setOnInsert": d}, upsert=True)
+            for d in documents[start:]
+        ]
+        try:
+            result = await collection.bulk_write(ops)
+        except BulkWriteError as error:
+            errors = error.details.get("writeErrors", [])
+            if not errors or any(e.get("code") != DUPLICATE_KEY for e in errors):
+                raise
+            upserted = error.details.get("upserted", [])
+            inserted.update(start + int(u["index"]) for u in upserted)
+            start += int(errors[0]["index"]) + 1
+            continue
+        inserted.update(start + int(i) for i in (result.upserted_ids or {}))
+        break
+    return inserted
+
+
 class LoyaltyStore:
-    """Atomic, idempotent reads and writes of the loyalty service."""
+    """Idempotent reads and writes of the loyalty service.
+
+    Accounts change only through claimed versions (see ``commit_account_changes``).
+    """
 
     def __init__(self, db: AsyncDatabase[Document]) -> None:
         self._db = db
@@ -120,11 +160,8 @@ class LoyaltyStore:
         """Insert ledger documents once each, by id."""
         if not documents:
             return
-        # Upserts with $setOnInsert instead of inserts: a redelivered entry is a no-op, not a
-        # duplicate-key error (FerretDB stops a bulk write at its first error, even unordered).
-        await self._db[LEDGER].bulk_write(
-            [UpdateOne({"_id": d["_id"]}, {"$setOnInsert": d}, upsert=True) for d in documents]
-        )
+        # Upserts with $setOnInsert instead of inserts: a redelivered entry is a no-op.
+        await upsert_once(self._db[LEDGER], documents)
 
     async def ledger_sums(self, customer_ids: Sequence[str]) -> dict[str, int]:
         """Each member's ledger sum."""
@@ -208,9 +245,7 @@ class LoyaltyStore:
     async def record_orders(self, documents: Sequence[Document]) -> None:
         """Insert newly seen orders once each."""
         if documents:
-            await self._db[ORDERS].bulk_write(
-                [UpdateOne({"_id": d["_id"]}, {"$setOnInsert": d}, upsert=True) for d in documents]
-            )
+            await upsert_once(self._db[ORDERS], documents)
 
     async def record_returns(self, returns: Sequence[tuple[str, Document]]) -> None:
         """Add each return to its order once (the filter makes a redelivered return a no-op)."""
@@ -235,9 +270,7 @@ class LoyaltyStore:
     async def record_referrals(self, documents: Sequence[Document]) -> None:
         """Insert referrals once per referee (a second referral of the same referee is refused)."""
         if documents:
-            await self._db[REFERRALS].bulk_write(
-                [UpdateOne({"_id": d["_id"]}, {"$setOnInsert": d}, upsert=True) for d in documents]
-            )
+            await upsert_once(self._db[REFERRALS], documents)
 
     async def mark_referrals_rewarded(self, rewarded: Sequence[tuple[str, str]]) -> None:
         """Mark referrals paid out, by referee id and the purchase event that paid them."""
@@ -256,12 +289,7 @@ class LoyaltyStore:
         """Remember walk-in purchases (no member to credit), once each."""
         if not event_ids:
             return
-        await self._db[WALK_INS].bulk_write(
-            [
-                UpdateOne({"_id": eid}, {"$setOnInsert": {"seen_at": now}}, upsert=True)
-                for eid in event_ids
-            ]
-        )
+        await upsert_once(self._db[WALK_INS], [{"_id": eid, "seen_at": now} for eid in event_ids])
 
     # Accounts -----------------------------------------------------------------------------
 
@@ -276,72 +304,72 @@ class LoyaltyStore:
             return {}
         return {d["_id"]: d async for d in self._db[ACCOUNTS].find({"_id": {"$in": ids}})}
 
-    async def open_accounts(self, documents: Sequence[Document]) -> set[str]:
-        """Create accounts that do not exist yet; returns the ids this call created."""
-        if not documents:
-            return set()
-        result = await self._db[ACCOUNTS].bulk_write(
-            [UpdateOne({"_id": d["_id"]}, {"$setOnInsert": d}, upsert=True) for d in documents]
-        )
-        return {str(i) for i in (result.upserted_ids or {}).values()}
+    async def open_accounts(self, documents: Sequence[Document]) -> None:
+        """Create accounts that do not exist yet."""
+        if documents:
+            await upsert_once(self._db[ACCOUNTS], documents)
 
-    async def update_if_unchanged(self, changes: Sequence[tuple[str, int, Document]]) -> int:
-        """Apply updates to accounts still at the version they were read at; returns how many."""
+    async def commit_account_changes(
+        self, changes: Sequence[tuple[str, int, Document]], claimed_at: datetime
+    ) -> set[str]:
+        """Move accounts from the version they were read at to the next; returns those moved.
+
+        Each change first claims ``customer:version+1`` by inserting it: a unique key
+        is the one thing every MongoDB-protocol server decides atomically (FerretDB
+        evaluates a conditional update's filter and its write separately). Only the
+        claim's winner writes, with ``$set`` only, so rolling a claim forward twice
+        writes the same thing. A claim keeps its fields for that roll-forward,
+        and ``claimed_at`` so a job can prune it once old.
+        """
         if not changes:
-            return 0
-        result = await self._db[ACCOUNTS].bulk_write(
+            return set()
+        claims = [
+            {
+                "_id": f"{cid}:{version + 1}",
+                "customer_id": cid,
+                "version": version + 1,
+                "fields": json_util.dumps(fields),
+                "claimed_at": claimed_at,
+            }
+            for cid, version, fields in changes
+        ]
+        won = await upsert_once(self._db[CLAIMS], claims)
+        winners = [changes[i] for i in sorted(won)]
+        if not winners:
+            return set()
+        await self._db[ACCOUNTS].bulk_write(
             [
-                UpdateOne({"_id": cid, "version": version}, update)
-                for cid, version, update in changes
+                UpdateOne(
+                    {"_id": cid, "version": version}, {"$set": {**fields, "version": version + 1}}
+                )
+                for cid, version, fields in winners
             ]
         )
-        return result.matched_count
+        # Claims stay (a deleted one could be won again by a stale writer); pruned when old.
+        return {cid for cid, _, _ in winners}
 
-    async def place_hold(
-        self, customer_id: str, hold: Document, *, require_spendable: bool, version: int | None
-    ) -> Document | None:
-        """Reserve points for a debit in the account itself: atomic with the spendable check.
+    async def prune_claims(self, claimed_before: datetime) -> None:
+        """Forget claims long written: no writer holds a read that old."""
+        await self._db[CLAIMS].delete_many({"claimed_at": {"$lt": claimed_before}})
 
-        With ``require_spendable`` the hold is placed only if the member can pay it
-        (concurrent redemptions cannot overdraw); with ``version`` only if the account
-        has not changed since it was read. Returns the account after, or None if refused.
-        """
-        query: Document = {"_id": customer_id, "holds._id": {"$ne": hold["_id"]}}
-        if require_spendable:
-            query["spendable"] = {"$gte": -int(hold["points"])}
-        if version is not None:
-            query["version"] = version
-        return await self._db[ACCOUNTS].find_one_and_update(
-            query,
-            {
-                "$push": {"holds": hold},
-                "$inc": {"spendable": int(hold["points"]), "version": 1},
-                "$set": {"holds_pending": True},
-            },
-            return_document=ReturnDocument.AFTER,
+    async def roll_forward(self, accounts: dict[str, Document]) -> dict[str, Document]:
+        """Finish changes claimed but not written (their writer died); returns accounts re-read."""
+        if not accounts:
+            return accounts
+        pending = self._db[CLAIMS].find(
+            {"_id": {"$in": [f"{cid}:{int(a['version']) + 1}" for cid, a in accounts.items()]}}
         )
-
-    async def place_holds(self, customer_id: str, holds: Sequence[Document], version: int) -> bool:
-        """Reserve several debits at once if the account is still at ``version``."""
-        result = await self._db[ACCOUNTS].update_one(
-            {"_id": customer_id, "version": version},
-            {
-                "$push": {"holds": {"$each": list(holds)}},
-                "$inc": {"spendable": sum(int(h["points"]) for h in holds), "version": 1},
-                "$set": {"holds_pending": True},
-            },
-        )
-        return result.modified_count == 1
-
-    async def pull_outbox(self, customer_id: str, records: Sequence[Document]) -> None:
-        """Drop published outbox records (exactly as read) from the account."""
-        # $pullAll with whole documents: this server's $pull ignores conditions on fields.
-        await self._db[ACCOUNTS].update_one(
-            {"_id": customer_id}, {"$pullAll": {"outbox": list(records)}}
-        )
-        await self._db[ACCOUNTS].update_one(
-            {"_id": customer_id, "outbox": {"$size": 0}}, {"$set": {"outbox_pending": False}}
-        )
+        finished: list[str] = []
+        async for claim in pending:
+            cid, version = claim["customer_id"], int(claim["version"])
+            fields = json_util.loads(claim["fields"])
+            await self._db[ACCOUNTS].update_one(
+                {"_id": cid, "version": version - 1}, {"$set": {**fields, "version": version}}
+            )
+            finished.append(cid)
+        if finished:
+            accounts.update(await self.accounts_of(finished))
+        return accounts
 
     async def accounts_left_behind(self, updated_before: datetime, limit: int) -> list[str]:
         """Accounts with holds not yet in the ledger or events not yet published (after a crash)."""
