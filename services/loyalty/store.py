@@ -115,30 +115,22 @@ async def upsert_once(
 ) -> set[int]:
     """Insert documents by id unless present; returns the positions this call inserted.
 
-    Two servers racing on the same new id may make one upsert fail with a
-    duplicate key (FerretDB stops the bulk there): the id exists then, which is
-    all we wanted, so the rest of the bulk goes on.
+    Plain unordered inserts, duplicates tolerated: a redelivered id (or one a
+    racing instance inserted first) is already there, which is all we wanted.
+    Not upserts: on a duplicate key inside an update bulk, FerretDB answers
+    without ``nModified`` and PyMongo fails with a KeyError instead of the error.
     """
-    inserted: set[int] = set()
-    start = 0
-    while start < len(documents):
-        ops = [
-            UpdateOne({"_id": d["_id"]}, {"$setOnInsert": d}, upsert=True)
-            for d in documents[start:]
-        ]
-        try:
-            result = await collection.bulk_write(ops)
-        except BulkWriteError as error:
-            errors = error.details.get("writeErrors", [])
-            if not errors or any(e.get("code") != DUPLICATE_KEY for e in errors):
-                raise
-            upserted = error.details.get("upserted", [])
-            inserted.update(start + int(u["index"]) for u in upserted)
-            start += int(errors[0]["index"]) + 1
-            continue
-        inserted.update(start + int(i) for i in (result.upserted_ids or {}))
-        break
-    return inserted
+    if not documents:
+        return set()
+    try:
+        await collection.insert_many(list(documents), ordered=False)
+    except BulkWriteError as error:
+        errors = error.details.get("writeErrors", [])
+        if not errors or any(e.get("code") != DUPLICATE_KEY for e in errors):
+            raise
+        failed = {int(e["index"]) for e in errors}
+        return {i for i in range(len(documents)) if i not in failed}
+    return set(range(len(documents)))
 
 
 class LoyaltyStore:
