@@ -73,6 +73,7 @@ def fresh_account(customer_id: str, now: datetime) -> Document:
         "tier_seq": 0,
         "tier_history": [],
         "short_since": None,
+        "evaluated_until": None,
         "outbox": [],
         "outbox_pending": False,
         "birthday": None,
@@ -161,7 +162,15 @@ def account_update(
                 ).to_document()
             )
     elif not account.get("erased"):
-        changes = tiers_through(account.get("tier"), orders, work.evaluations, policy)
+        evaluated_until = account.get("evaluated_until")
+        changes = tiers_through(
+            account.get("tier"), orders, work.evaluations, policy, evaluated_until
+        )
+        moments = [e.at for e in work.evaluations]
+        if evaluated_until is not None:
+            moments.append(evaluated_until)
+        if moments:
+            update_set["evaluated_until"] = max(moments)
         current = changes[-1].new_tier if changes else account.get("tier")
         short_since = account.get("short_since")
         if work.scheduled_at is not None and current is not None:

@@ -31,7 +31,15 @@ from services.loyalty.rules import (
     to_minor,
 )
 from services.loyalty.store import LedgerEntry, LoyaltyStore, order_document, order_facts
-from services.loyalty.tiers import Evaluation, OrderFacts, Refund, add_months, figures_at, next_tier
+from services.loyalty.tiers import (
+    Evaluation,
+    OrderFacts,
+    Refund,
+    add_months,
+    evaluation_moment,
+    figures_at,
+    next_tier,
+)
 from shared.clock import Clock
 from shared.contracts import (
     CRM_CUSTOMERS,
@@ -105,6 +113,7 @@ class BatchWalk:
     birthdays: dict[str, Birthday | None] = field(default_factory=dict)
     erased: set[str] = field(default_factory=set)
     order_ids_by_customer: dict[str, list[str]] = field(default_factory=dict)
+    evaluated_until: dict[str, datetime] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for order_id, order in self.orders.items():
@@ -115,6 +124,8 @@ class BatchWalk:
             self.birthdays[customer_id] = Birthday(raw["month"], raw["day"]) if raw else None
             if account.get("erased"):
                 self.erased.add(customer_id)
+            if account.get("evaluated_until") is not None:
+                self.evaluated_until[customer_id] = account["evaluated_until"]
 
     def work_of(self, customer_id: str) -> CustomerWork:
         return self.work.setdefault(customer_id, CustomerWork())
@@ -126,9 +137,13 @@ class BatchWalk:
         """Record a tier evaluation and follow it; later purchases earn at the new tier."""
         self.work_of(customer_id).evaluations.append(evaluation)
         current = self.tiers.get(customer_id) or self.policy.tiers[0].name
+        at = evaluation_moment(evaluation, self.evaluated_until.get(customer_id))
+        self.evaluated_until[customer_id] = at
         if evaluation.kind != "joined":
-            figures = figures_at(self.orders_of(customer_id), evaluation.at, self.policy)
-            change = next_tier(current, evaluation, figures, self.policy)
+            figures = figures_at(self.orders_of(customer_id), at, self.policy)
+            change = next_tier(
+                current, Evaluation(evaluation.kind, at, evaluation.cause), figures, self.policy
+            )
             if change is not None:
                 current = change.new_tier
         self.tiers[customer_id] = current

@@ -124,11 +124,23 @@ def next_tier(
     return None
 
 
+def evaluation_moment(evaluation: Evaluation, evaluated_until: datetime | None) -> datetime:
+    """When to take the figures: the event's time, never before a moment already evaluated.
+
+    A late or redelivered event is judged on everything known, not on a past window
+    that would forget later purchases.
+    """
+    if evaluated_until is None or evaluation.at >= evaluated_until:
+        return evaluation.at
+    return evaluated_until
+
+
 def tiers_through(
     start: str | None,
     orders: Sequence[OrderFacts],
     evaluations: Sequence[Evaluation],
     policy: LoyaltyPolicy,
+    evaluated_until: datetime | None = None,
 ) -> list[TierChange]:
     """Every change the evaluations make, in arrival order, from the tier held (None: not a member).
 
@@ -137,16 +149,16 @@ def tiers_through(
     changes: list[TierChange] = []
     current = start
     for evaluation in evaluations:
+        at = evaluation_moment(evaluation, evaluated_until)
+        evaluated_until = at
         if current is None:
             entry = policy.tiers[0].name
-            joined = TierChange(
-                None, entry, "up", "joined the programme", evaluation.at, Figures(0, 0)
-            )
-            changes.append(joined)
+            changes.append(TierChange(None, entry, "up", "joined the programme", at, Figures(0, 0)))
             current = entry
         if evaluation.kind == "joined":
             continue
-        change = next_tier(current, evaluation, figures_at(orders, evaluation.at, policy), policy)
+        moved = Evaluation(evaluation.kind, at, evaluation.cause)
+        change = next_tier(current, moved, figures_at(orders, at, policy), policy)
         if change is not None:
             changes.append(change)
             current = change.new_tier
