@@ -388,7 +388,11 @@ class LoyaltyStore:
     # Jobs ---------------------------------------------------------------------------------
 
     async def claim_lease(self, job: str, owner: str, now: datetime, seconds: float) -> bool:
-        """Take a job's lease if it is free or expired; one instance runs a pass at a time."""
+        """Take a job's lease if it is free or expired, so one instance usually runs a pass.
+
+        Only an economy: on a server whose conditional updates are not atomic two
+        instances may both hold it, and the passes stay correct through account claims.
+        """
         until = now + timedelta(seconds=seconds)
         free = {"_id": job, "$or": [{"until": {"$lte": now}}, {"owner": owner}]}
         claimed = await self._db[LEASES].find_one_and_update(
@@ -396,10 +400,8 @@ class LoyaltyStore:
         )
         if claimed is not None:
             return True
-        result = await self._db[LEASES].update_one(
-            {"_id": job}, {"$setOnInsert": {"owner": owner, "until": until}}, upsert=True
-        )
-        return result.upserted_id is not None
+        first = await upsert_once(self._db[LEASES], [{"_id": job, "owner": owner, "until": until}])
+        return bool(first)
 
     async def release_lease(self, job: str, owner: str, now: datetime) -> None:
         """Give a lease back early."""
