@@ -3,6 +3,11 @@
 Only features both MongoDB and FerretDB support are used (see the project docs):
 no multi-document transactions, no TTL indexes, no change streams. Money is
 stored as integer minor units (fen/cents): FerretDB has no Decimal128.
+
+Bulk writes go through ``bulk_write_chunked``: FerretDB 1.24's SQLite backend
+holds one pooled connection (of 100 per database) for every update in a bulk
+command that matches an existing document until the command ends, so one bulk
+of 100 such updates deadlocks that database for good.
 """
 
 from __future__ import annotations
@@ -14,9 +19,17 @@ from typing import Any
 
 from bson.codec_options import CodecOptions
 from pymongo import AsyncMongoClient
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.operations import DeleteMany, DeleteOne, InsertOne, ReplaceOne, UpdateMany, UpdateOne
 
 Document = dict[str, Any]
+WriteOperation = (
+    InsertOne[Document] | UpdateOne | UpdateMany | ReplaceOne[Document] | DeleteOne | DeleteMany
+)
+
+# Well under FerretDB's 100 connections per database, leaving room for concurrent requests.
+MAX_BULK_OPERATIONS = 25
 
 
 def mongo_client(uri: str, *, app_name: str, timeout_ms: int = 5000) -> AsyncMongoClient[Document]:
@@ -58,3 +71,14 @@ async def ensure_indexes(db: AsyncDatabase[Document], specs: Sequence[IndexSpec]
 async def ping(client: AsyncMongoClient[Document]) -> None:
     """Raise if the database server cannot be reached."""
     await client.admin.command("ping")
+
+
+async def bulk_write_chunked(
+    collection: AsyncCollection[Document],
+    operations: Sequence[WriteOperation],
+    *,
+    chunk_size: int = MAX_BULK_OPERATIONS,
+) -> None:
+    """Apply write operations in order, at most ``chunk_size`` per bulk command."""
+    for start in range(0, len(operations), chunk_size):
+        await collection.bulk_write(list(operations[start : start + chunk_size]), ordered=True)
