@@ -77,18 +77,18 @@ class Dispatcher:
     async def run_once(self) -> DispatchReport:
         """Dispatch everything due now, batch by batch; returns the totals."""
         report = DispatchReport()
-        while True:
-            claimed = await self._claim_batch()
-            if not claimed:
+        empty_rounds = 0
+        while empty_rounds < 3:
+            found, claimed = await self._store.claim_due(
+                self._clock.now(), self.owner, self._lease, self._batch_size
+            )
+            if not found:
                 return report
+            # Items found but all won by other instances: they move on, so look again (a few
+            # times: the next tick of the job picks up whatever is left).
+            empty_rounds = 0 if claimed else empty_rounds + 1
             await self._dispatch(claimed, report)
-            if len(claimed) < self._batch_size:
-                return report
-
-    async def _claim_batch(self) -> list[Document]:
-        return await self._store.claim_due(
-            self._clock.now(), self.owner, self._lease, self._batch_size
-        )
+        return report
 
     async def _dispatch(self, claimed: list[Document], report: DispatchReport) -> None:
         now = self._clock.now()
@@ -97,6 +97,7 @@ class Dispatcher:
         window = self._policy.frequency_cap.window
         marketing = await self._store.marketing_sent_since(customer_ids, now - window)
         outgoing: list[tuple[Document, Send, OutreachCommand]] = []
+        settled: list[tuple[Document, str, str, dict[str, Any]]] = []
         for item in claimed:
             view = views[item["customer_id"]]
             kind: Kind = item["kind"]
@@ -119,29 +120,19 @@ class Dispatcher:
                 locale = view.locale or self._policy.default_locale
                 outgoing.append((item, decision, self._command(item, decision, locale, now)))
             elif isinstance(decision, Defer):
-                await self._settle(
-                    item,
-                    report,
-                    "deferred",
-                    decision.reason,
-                    now,
-                    {"status": PENDING, "due_at": decision.until},
-                )
+                changes = {"status": PENDING, "due_at": decision.until}
+                settled.append((item, "deferred", decision.reason, changes))
             else:
-                await self._settle(
-                    item,
-                    report,
-                    "skipped",
-                    decision.reason,
-                    now,
-                    {"status": SKIPPED, "reason": decision.reason, "closed_at": now},
-                )
+                changes = {"status": SKIPPED, "reason": decision.reason, "closed_at": now}
+                settled.append((item, "skipped", decision.reason, changes))
+        await self._settle(settled, report, now)
         if not outgoing:
             return
         # Publish first, then mark sent: a crash in between re-publishes the same command id.
         await self._publisher.publish_all([(CARE_OUTREACH, c) for _, _, c in outgoing])
+        sent: list[tuple[Document, str, str, dict[str, Any]]] = []
         for item, send, command in outgoing:
-            changes: dict[str, Any] = {
+            changes = {
                 "status": SENT,
                 "sent_at": now,
                 "sent_channel": send.channel,
@@ -154,7 +145,8 @@ class Dispatcher:
             if send.channel in STAFF_CHANNELS or item.get("assigned_staff_id"):
                 changes["task_status"] = TASK_OPEN
             reason = f"fallback_from_{send.fallback_from}" if send.fallback_from else "sent"
-            await self._settle(item, report, "sent", reason, now, changes)
+            sent.append((item, "sent", reason, changes))
+        await self._settle(sent, report, now)
 
     def _command(self, item: Document, send: Send, locale: str, now: datetime) -> OutreachCommand:
         template = self._templates.for_kind(item["kind"], locale)
@@ -184,27 +176,32 @@ class Dispatcher:
 
     async def _settle(
         self,
-        item: Document,
+        outcomes: list[tuple[Document, str, str, dict[str, Any]]],
         report: DispatchReport,
-        outcome: str,
-        reason: str,
         now: datetime,
-        changes: dict[str, Any],
     ) -> None:
-        note = {"at": now, "by": self.owner, "outcome": outcome, "reason": reason}
-        if not await self._store.settle(item["_id"], self.owner, changes, note):
-            # Our lease ran out and another instance took the item over: it decides now.
-            report.lost_claims += 1
-            log.warning("outreach_claim_lost", item_id=item["_id"], owner=self.owner)
-            return
-        report.count(reason)
-        if outcome == "sent":
-            report.sent += 1
-        elif outcome == "deferred":
-            report.deferred += 1
-        else:
-            report.skipped += 1
-            log.info("outreach_skipped", item_id=item["_id"], reason=reason)
+        """Record each item's outcome (sent, deferred, skipped) if this instance still holds it."""
+        held = await self._store.settle_many(
+            [
+                (item["_id"], changes, {"at": now, "by": self.owner, "outcome": o, "reason": r})
+                for item, o, r, changes in outcomes
+            ],
+            self.owner,
+        )
+        for item, outcome, reason, _ in outcomes:
+            if item["_id"] not in held:
+                # Our lease ran out and another instance took the item over: it decides now.
+                report.lost_claims += 1
+                log.warning("outreach_claim_lost", item_id=item["_id"], owner=self.owner)
+                continue
+            report.count(reason)
+            if outcome == "sent":
+                report.sent += 1
+            elif outcome == "deferred":
+                report.deferred += 1
+            else:
+                report.skipped += 1
+                log.info("outreach_skipped", item_id=item["_id"], reason=reason)
 
 
 class Planner:

@@ -7,7 +7,6 @@ so several instances can work the schedule at once.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, fields
 from datetime import datetime, timedelta
@@ -42,6 +41,10 @@ INDEXES = (
     IndexSpec(CONTACTS, [("month", 1), ("staff_id", 1)], name="contacts_by_month"),
     IndexSpec(CONTACTS, [("year", 1), ("staff_id", 1)], name="contacts_by_year"),
 )
+
+# FerretDB's cost per operation grows with the size of a bulk write (measured: 10 updates
+# 10 ms, 50 updates 170 ms, 100 updates did not finish in 30 s): keep them small.
+BULK_CHUNK = 16
 
 _VIEW_FIELDS = tuple(f.name for f in fields(CustomerView) if f.name != "customer_id")
 
@@ -90,6 +93,16 @@ class CareStore:
     def __init__(self, db: AsyncDatabase[Document]) -> None:
         self._db = db
 
+    async def _bulk(self, collection: str, operations: Sequence[UpdateOne]) -> int:
+        """Run updates in small bulk writes; returns how many documents they modified."""
+        modified = 0
+        for first in range(0, len(operations), BULK_CHUNK):
+            result = await self._db[collection].bulk_write(
+                list(operations[first : first + BULK_CHUNK])
+            )
+            modified += result.modified_count
+        return modified
+
     # --- projection ---------------------------------------------------------------------
 
     async def views(self, customer_ids: Iterable[str]) -> dict[str, CustomerView]:
@@ -104,7 +117,8 @@ class CareStore:
         """Store the views (the consumer owns each customer's document: one partition each)."""
         if not views:
             return
-        await self._db[CUSTOMERS].bulk_write(
+        await self._bulk(
+            CUSTOMERS,
             [
                 UpdateOne(
                     {"_id": v.customer_id},
@@ -112,7 +126,7 @@ class CareStore:
                     upsert=True,
                 )
                 for v in views
-            ]
+            ],
         )
 
     async def live_views(self, batch_size: int = 500) -> Any:
@@ -133,8 +147,9 @@ class CareStore:
         """Insert purchases into the ledger once each (by event id)."""
         if not purchases:
             return
-        await self._db[PURCHASES].bulk_write(
-            [UpdateOne({"_id": p["_id"]}, {"$setOnInsert": p}, upsert=True) for p in purchases]
+        await self._bulk(
+            PURCHASES,
+            [UpdateOne({"_id": p["_id"]}, {"$setOnInsert": p}, upsert=True) for p in purchases],
         )
 
     async def spend_of(self, customer_ids: Iterable[str]) -> dict[str, int]:
@@ -175,11 +190,12 @@ class CareStore:
         if not items:
             return
         unique = {i.item_id: i for i in items}
-        await self._db[OUTREACH].bulk_write(
+        await self._bulk(
+            OUTREACH,
             [
                 UpdateOne({"_id": i}, {"$setOnInsert": item_document(item, now)}, upsert=True)
                 for i, item in unique.items()
-            ]
+            ],
         )
 
     async def cancel_customer(self, customer_ids: Iterable[str], reason: str, now: datetime) -> int:
@@ -217,12 +233,13 @@ class CareStore:
 
     async def claim_due(
         self, now: datetime, owner: str, lease: timedelta, limit: int
-    ) -> list[Document]:
+    ) -> tuple[int, list[Document]]:
         """Take up to ``limit`` due items (or items whose claimer's lease ran out) for ``owner``.
 
         The arbiter is a unique claim document per (item, attempt): inserting it is atomic on
         every MongoDB-protocol server, so exactly one instance wins each attempt. (A conditional
         ``find_one_and_update`` is not: on FerretDB two callers can both "win" the same item.)
+        Returns how many due items were found, and those this owner won.
         """
         cursor = (
             self._db[OUTREACH]
@@ -237,38 +254,71 @@ class CareStore:
             .sort("due_at", 1)
             .limit(limit)
         )
-        candidates = [doc async for doc in cursor]
-        won = await asyncio.gather(*(self._claim(doc, now, owner, lease) for doc in candidates))
-        return [doc for doc in won if doc is not None]
+        found = [doc async for doc in cursor]
+        won: list[Document] = []
+        # One insert at a time: concurrent writes only queue behind SQLite's single writer.
+        for doc in found:
+            claimed = await self._claim(doc, now, owner, lease)
+            if claimed is not None:
+                won.append(claimed)
+        return len(found), won
 
     async def _claim(
         self, item: Document, now: datetime, owner: str, lease: timedelta
     ) -> Document | None:
         attempt = int(item.get("attempts", 0)) + 1
-        try:
-            await self._db[CLAIMS].insert_one(
-                {
-                    "_id": f"{item['_id']}#{attempt}",
-                    "item_id": item["_id"],
-                    "owner": owner,
-                    "at": now,
-                }
-            )
-        except DuplicateKeyError:
-            return None  # another instance took this attempt
+        while True:
+            try:
+                await self._db[CLAIMS].insert_one(
+                    {
+                        "_id": f"{item['_id']}#{attempt}",
+                        "item_id": item["_id"],
+                        "owner": owner,
+                        "at": now,
+                        "lease_until": now + lease,
+                    }
+                )
+                break
+            except DuplicateKeyError:
+                taken = await self._db[CLAIMS].find_one({"_id": f"{item['_id']}#{attempt}"})
+                # A claimer that died between its claim and updating the item leaves the item
+                # as it was; once that claim's lease is over, the next attempt is free to take.
+                if taken is None or taken["lease_until"] > now:
+                    return None
+                attempt += 1
         claim = {"status": CLAIMED, "owner": owner, "lease_until": now + lease, "attempts": attempt}
         await self._db[OUTREACH].update_one({"_id": item["_id"]}, {"$set": claim})
         return {**item, **claim}
 
-    async def settle(
-        self, item_id: str, owner: str, changes: Mapping[str, Any], note: Document
-    ) -> bool:
-        """Record a claimed item's outcome, if this owner still holds it; False otherwise."""
-        result = await self._db[OUTREACH].update_one(
-            {"_id": item_id, "status": CLAIMED, "owner": owner},
-            {"$set": dict(changes), "$push": {"history": note}},
-        )
-        return result.modified_count == 1
+    async def settle_many(
+        self, outcomes: Sequence[tuple[str, Mapping[str, Any], Document]], owner: str
+    ) -> set[str]:
+        """Record outcomes of items this owner claimed; returns the ids it still held.
+
+        One bulk write in the usual case; item by item only when some claim was lost.
+        """
+        if not outcomes:
+            return set()
+        updates = [
+            UpdateOne(
+                {"_id": item_id, "status": CLAIMED, "owner": owner},
+                {"$set": dict(changes), "$push": {"history": note}},
+            )
+            for item_id, changes, note in outcomes
+        ]
+        modified = await self._bulk(OUTREACH, updates)
+        if modified == len(outcomes):
+            return {item_id for item_id, _, _ in outcomes}
+        held = set()
+        for item_id, changes, _ in outcomes:
+            doc = await self._db[OUTREACH].find_one({"_id": item_id})
+            if (
+                doc is not None
+                and doc.get("owner") == owner
+                and all(doc.get(k) == v for k, v in changes.items() if k == "status")
+            ):
+                held.add(item_id)
+        return held
 
     async def marketing_sent_since(
         self, customer_ids: Iterable[str], since: datetime

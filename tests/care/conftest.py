@@ -109,6 +109,8 @@ async def care_factory(
             # The jobs' own loops stay out of the way: tests call run_once themselves.
             HUITOU_CARE_DISPATCH_EVERY_SECONDS=3600,
             HUITOU_CARE_PLAN_EVERY_SECONDS=3600,
+            # Small rounds, so competing instances interleave rather than one taking all.
+            HUITOU_CARE_DISPATCH_BATCH_SIZE=5,
         )
         app = build_app(settings, clock=clock, instance=instance)
         async with app.router.lifespan_context(app):

@@ -240,3 +240,32 @@ async def test_an_unreadable_birthday_is_dead_lettered_and_the_stream_goes_on(
     views = await care.store.views(["C1", "C2"])
     assert (views["C2"].birthday_month, views["C2"].birthday_day) == (2, 29)
     assert views["C1"].birthday_month is None
+
+
+async def test_a_claimer_dying_before_it_marks_the_item_claimed_does_not_block_it(
+    care: RunningCare,
+) -> None:
+    await feed(
+        care,
+        [
+            (CRM_CUSTOMERS, registration("C0001234", at=BOUGHT_AT)),
+            (POS_PURCHASES, purchase("pos-1", at=BOUGHT_AT)),
+        ],
+    )
+    care.clock.set(datetime(2026, 11, 22, 16, 30, tzinfo=CHINA))
+    # The dead instance won attempt 1 but never got to update the item.
+    await care.app.state.runtime.db["claims"].insert_one(
+        {
+            "_id": "C0001234:welcome:first#1",
+            "item_id": "C0001234:welcome:first",
+            "owner": "dead",
+            "at": care.clock.now(),
+            "lease_until": care.clock.now() + timedelta(minutes=2),
+        }
+    )
+    assert (await care.dispatcher.run_once()).sent == 0
+    care.clock.advance(timedelta(minutes=3))
+    assert (await care.dispatcher.run_once()).sent == 1
+    item = await care.store.item("C0001234:welcome:first")
+    assert item is not None and (item["status"], item["attempts"]) == ("sent", 2)
+    assert len(await care.commands(expected=1)) == 1
