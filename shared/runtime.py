@@ -6,6 +6,7 @@ module-level clients anywhere.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from faststream.kafka import KafkaBroker
@@ -14,7 +15,16 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from shared.clock import Clock
-from shared.messaging import ConsumerMetrics, EventPublisher, RetryPolicy, make_broker
+from shared.contracts import Topic
+from shared.messaging import (
+    BatchHandler,
+    BatchProcessor,
+    ConsumerMetrics,
+    EventPublisher,
+    RetryPolicy,
+    make_broker,
+    subscribe_batches,
+)
 from shared.settings import ServiceSettings
 from shared.storage import Document, mongo_client, service_database
 
@@ -54,3 +64,23 @@ def build_runtime(
         metrics=ConsumerMetrics(service, registry),
         retry=RetryPolicy(settings.retry_initial_seconds, settings.retry_max_seconds),
     )
+
+
+def consume(runtime: Runtime, topics: Sequence[Topic], handle: BatchHandler) -> BatchProcessor:
+    """Subscribe the service's batch handler to its topics through the kernel's consumer."""
+    processor = BatchProcessor(
+        service=runtime.service,
+        handle=handle,
+        publisher=runtime.publisher,
+        metrics=runtime.metrics,
+        clock=runtime.clock,
+        retry=runtime.retry,
+    )
+    subscribe_batches(
+        runtime.broker,
+        topics=topics,
+        processor=processor,
+        settings=runtime.settings,
+        metrics=runtime.metrics,
+    )
+    return processor

@@ -39,6 +39,12 @@ class ServiceSettings(BaseSettings):
 SettingsT = TypeVar("SettingsT", bound=ServiceSettings)
 
 
+def _variable_name(prefix: str, location: tuple[int | str, ...]) -> str:
+    name = ".".join(str(p) for p in location).upper()
+    # Fields with an alias (HUITOU_LOYALTY_DATABASE) report the full variable name already.
+    return name if name.startswith(prefix.upper()) else prefix.upper() + name
+
+
 def load_settings(settings_class: type[SettingsT]) -> SettingsT:
     """Read and validate settings, or stop with a message naming each bad variable."""
     try:
@@ -46,8 +52,7 @@ def load_settings(settings_class: type[SettingsT]) -> SettingsT:
     except ValidationError as error:
         prefix = str(settings_class.model_config.get("env_prefix", ""))
         problems = "; ".join(
-            f"{(prefix + '.'.join(str(p) for p in e['loc'])).upper()}: {e['msg']}"
-            for e in error.errors()
+            f"{_variable_name(prefix, e['loc'])}: {e['msg']}" for e in error.errors()
         )
         raise SettingsError(f"invalid settings for {settings_class.__name__}: {problems}") from None
 
