@@ -42,7 +42,7 @@ install_kafka() {
   command -v mvn >/dev/null || die "mvn not found: install Maven (apt-get install maven)"
   log "fetching Kafka $KAFKA_VERSION and its dependencies from Maven Central"
   rm -rf "$kafka_libs" && mkdir -p "$kafka_libs"
-  (cd "$here/kafka" && mvn -q -B -Dmaven.repo.local="$cache/m2" \
+  (cd "$here/kafka" && mvn -q -B -Dstyle.color=never -Dmaven.repo.local="$cache/m2" \
       org.apache.maven.plugins:maven-dependency-plugin:3.6.1:copy-dependencies \
       -DincludeScope=runtime -DoutputDirectory="$kafka_libs") \
     || die "Maven could not fetch Kafka (see the output above)"
