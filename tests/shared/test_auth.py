@@ -34,3 +34,9 @@ def test_expired_and_tampered_tokens_are_refused() -> None:
         verify_token(SECRET, token, now=NOW + timedelta(days=1))
     with pytest.raises(PermissionError, match="invalid token"):
         verify_token("another-secret-that-is-long-enough-too!!", token, now=NOW)
+
+
+def test_time_claims_follow_the_injected_clock_not_the_wall_clock() -> None:
+    future = datetime(2031, 1, 1, tzinfo=UTC)
+    token = issue_token(SECRET, subject="hq-1", role="head_office", now=future)
+    assert verify_token(SECRET, token, now=future).subject == "hq-1"
