@@ -18,6 +18,8 @@ log = structlog.get_logger("huitou.profile.jobs")
 
 RECOMPUTE_LEASE = "recompute_classes"
 PAGE = 200
+INTENT_GRACE = timedelta(minutes=1)
+"""An intent older than this belongs to an instance that stopped before publishing."""
 
 
 def recompute_due(completed_at: datetime | None, now: datetime, every_hours: float) -> bool:
@@ -65,7 +67,15 @@ async def recompute_classes(records: CustomerRecords, holder: str) -> bool:
     return True
 
 
-async def publish_leftovers(records: CustomerRecords, limit: int = 500) -> int:
-    """Publish changes a crashed instance wrote but did not confirm as published."""
-    leftovers = await records.store.with_unpublished_changes(limit)
-    return await records.publish(leftovers)
+async def publish_leftovers(records: CustomerRecords, limit: int = 100) -> int:
+    """Publish changes an instance wrote but did not confirm as published (it crashed)."""
+    store = records.store
+    stale = await store.stale_intents(records.clock.now() - INTENT_GRACE, limit)
+    sent = 0
+    for intent in stale:
+        found = await store.load(intent["customers"])
+        sent += await records.publish(found.values())
+        await store.close_intents([intent["_id"]])
+    if sent:
+        log.info("leftover_changes_published", events=sent, intents=len(stale))
+    return sent

@@ -72,10 +72,12 @@ class CustomerRecords:
         pending = list(changes)
         extra = set(reclassify)
         written: dict[str, Customer] = {}
+        intents: list[str] = []
         while pending or extra:
             records = await self._load(
                 {c.customer_id for c in pending} | extra, follow_merges=follow_merges
             )
+            await self._forget_published(records)
             changed: set[str] = set()
             for change in pending:
                 record = self._target(records, change.customer_id, follow_merges)
@@ -90,6 +92,9 @@ class CustomerRecords:
                 after = (record.classes, record.spend_12m_minor, len(record.outbox))
                 if cid in changed or (record.version > 0 and before != after):
                     batch.append(record)
+            announcing = [r.customer_id for r in batch if r.outbox]
+            if announcing:
+                intents.append(await self.store.open_intent(announcing, now))
             lost = await self.store.save(batch, now)
             if lost:
                 log.info("records_changed_concurrently_redoing", customers=len(lost))
@@ -104,27 +109,30 @@ class CustomerRecords:
             ]
             extra = extra & lost
         await self.publish(written.values())
+        await self.store.close_intents(intents)
         return written
 
     async def publish(self, records: Iterable[Customer]) -> int:
-        """Publish the queued changes of these records, then forget them; returns how many."""
-        with_changes = [r for r in records if r.outbox]
-        if not with_changes:
-            return 0
+        """Publish the queued changes of these records (waiting for the broker); how many."""
+        events = [(r.customer_id, event) for r in records for event in r.outbox]
         await asyncio.gather(
             *(
-                self.publisher.publish_raw(
-                    PROFILE_CUSTOMER_CHANGED, r.customer_id, event.encode("utf-8")
-                )
-                for r in with_changes
-                for event in r.outbox
+                self.publisher.publish_raw(PROFILE_CUSTOMER_CHANGED, cid, event.encode("utf-8"))
+                for cid, event in events
             )
         )
-        await self.store.clear_outboxes([(r.customer_id, r.version) for r in with_changes])
-        sent = sum(len(r.outbox) for r in with_changes)
-        for record in with_changes:
-            record.outbox = []
-        return sent
+        return len(events)
+
+    async def _forget_published(self, records: dict[str, Customer]) -> None:
+        # A record's outbox is cleared by its next write, not by a write of its own: an
+        # entry is still unpublished only while an open intent names its record.
+        with_outbox = [cid for cid, r in records.items() if r.outbox]
+        if not with_outbox:
+            return
+        unconfirmed = await self.store.covered_by_intents(with_outbox)
+        for cid in with_outbox:
+            if cid not in unconfirmed:
+                records[cid].outbox = []
 
     async def _load(self, ids: set[str], *, follow_merges: bool) -> dict[str, Customer]:
         records = await self.store.load(ids)

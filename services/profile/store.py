@@ -22,16 +22,20 @@ CUSTOMERS = "customers"
 AUDIT = "audit"
 LEASES = "leases"
 FIGURES = "figures"
+INTENTS = "publication_intents"
 VALUE_THRESHOLDS_ID = "value_thresholds"
+BULK_CHUNK = 50
+"""Operations per bulk write: FerretDB 1.24 (SQLite) hangs on a bulk of 100+ updates."""
 
 INDEXES = (
     IndexSpec(CUSTOMERS, [("phone_index", 1)], name="customers_by_phone_index"),
     IndexSpec(CUSTOMERS, [("segments", 1)], name="customers_by_segment"),
     IndexSpec(CUSTOMERS, [("stores", 1)], name="customers_by_store"),
     IndexSpec(CUSTOMERS, [("contact_confirmed_at", 1)], name="customers_by_contact_confirmed"),
-    IndexSpec(CUSTOMERS, [("outbox_pending", 1)], name="customers_with_unpublished_changes"),
     IndexSpec(CUSTOMERS, [("spend_12m_minor", -1)], name="customers_by_spend"),
     IndexSpec(AUDIT, [("customer_id", 1), ("at", 1)], name="audit_by_customer"),
+    IndexSpec(INTENTS, [("customers", 1)], name="intents_by_customer"),
+    IndexSpec(INTENTS, [("at", 1)], name="intents_by_age"),
 )
 
 
@@ -66,7 +70,6 @@ def to_document(customer: Customer, *, write_id: str, now: datetime) -> Document
         "published": customer.published,
         "processed": customer.processed,
         "outbox": customer.outbox,
-        "outbox_pending": bool(customer.outbox),
         "merged_into": customer.merged_into,
         "merged_from": customer.merged_from,
         "erased_at": customer.erased_at,
@@ -183,8 +186,13 @@ class ProfileStore:
                         {"_id": customer.customer_id, "version": customer.version}, {"$set": doc}
                     )
                 )
-        result = await self.customers.bulk_write(operations, ordered=False)
-        if result.upserted_count + result.modified_count == len(operations):
+        applied = 0
+        for start in range(0, len(operations), BULK_CHUNK):
+            result = await self.customers.bulk_write(
+                operations[start : start + BULK_CHUNK], ordered=False
+            )
+            applied += result.upserted_count + result.modified_count
+        if applied == len(operations):
             return set()
         ids = [c.customer_id for c in customers]
         won = {
@@ -195,25 +203,31 @@ class ProfileStore:
         }
         return set(ids) - won
 
-    async def clear_outboxes(self, written: Sequence[tuple[str, int]]) -> None:
-        """Forget published changes, unless a record moved on (then they go out again)."""
-        if not written:
-            return
-        await self.customers.bulk_write(
-            [
-                UpdateOne(
-                    {"_id": customer_id, "version": version},
-                    {"$set": {"outbox": [], "outbox_pending": False}},
-                )
-                for customer_id, version in written
-            ],
-            ordered=False,
+    async def open_intent(self, customer_ids: Sequence[str], now: datetime) -> str:
+        """Note, before writing them, the records whose queued changes are about to go out."""
+        intent_id = uuid.uuid4().hex
+        await self._db[INTENTS].insert_one(
+            {"_id": intent_id, "customers": list(customer_ids), "at": now}
         )
+        return intent_id
 
-    async def with_unpublished_changes(self, limit: int) -> list[Customer]:
-        """Records whose queued changes were not confirmed published (after a crash)."""
-        cursor = self.customers.find({"outbox_pending": True}).limit(limit)
-        return [from_document(doc) async for doc in cursor]
+    async def close_intents(self, intent_ids: Sequence[str]) -> None:
+        """The changes of these intents are published: their records' outboxes may be cleared."""
+        if intent_ids:
+            await self._db[INTENTS].delete_many({"_id": {"$in": list(intent_ids)}})
+
+    async def covered_by_intents(self, customer_ids: Sequence[str]) -> set[str]:
+        """Those of these records named by an open intent (changes maybe not yet published)."""
+        wanted = set(customer_ids)
+        covered: set[str] = set()
+        async for doc in self._db[INTENTS].find({"customers": {"$in": sorted(wanted)}}):
+            covered |= wanted & set(doc["customers"])
+        return covered
+
+    async def stale_intents(self, before: datetime, limit: int) -> list[Document]:
+        """Intents opened before ``before`` and never closed (their instance crashed)."""
+        cursor = self._db[INTENTS].find({"at": {"$lt": before}}).sort("at", 1).limit(limit)
+        return [doc async for doc in cursor]
 
     async def by_phone_index(self, phone_index: str) -> list[Customer]:
         """Active records with this phone's blind index."""
@@ -307,6 +321,6 @@ class ProfileStore:
             "erased": await count({"status": "erased"}),
             "merged": await count({"status": "merged"}),
             "vip": await count({"segments": "vip_class:vip"}),
-            "unpublished_changes": await count({"outbox_pending": True}),
+            "unpublished_intents": await self._db[INTENTS].count_documents({}),
             "audit_entries": await self.audit.count_documents({}),
         }
