@@ -47,9 +47,10 @@ def subscribed_topics(service: str) -> Sequence[Topic]:
 
 async def service_figures(service: ServiceProcess) -> dict[str, Any]:
     """Processed and dead-lettered counts from /metrics, and the service's own /stats."""
-    async with httpx.AsyncClient(base_url=service.url, timeout=10.0) as client:
+    async with httpx.AsyncClient(base_url=service.url, timeout=120.0) as client:
         metrics_text = (await client.get("/metrics")).text
-        stats = (await client.get("/stats")).json()
+        response = await client.get("/stats")
+        stats = response.json() if response.status_code == 200 else {"error": response.text}
     totals = {"processed": 0.0, "dead_lettered": 0.0, "failed_attempts": 0.0}
     names = {
         "huitou_events_processed": "processed",
@@ -64,7 +65,9 @@ async def service_figures(service: ServiceProcess) -> dict[str, Any]:
     return {"totals": totals, "stats": stats}
 
 
-async def run(seed: int, customers: int, port_base: int, log_dir: Path) -> int:
+async def run(
+    seed: int, customers: int, port_base: int, log_dir: Path, catch_up_timeout: float
+) -> int:
     """Run the demo; returns a process exit code."""
     bootstrap = os.environ.get("HUITOU_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
     started_at = time.monotonic()
@@ -96,10 +99,24 @@ async def run(seed: int, customers: int, port_base: int, log_dir: Path) -> int:
         print_summary(summary, console)
 
         catch_up_started = time.monotonic()
+        last_report = [catch_up_started]
+
+        def report(lags: dict[str, int]) -> None:
+            if time.monotonic() - last_report[0] >= 10:
+                last_report[0] = time.monotonic()
+                console.print(
+                    f"waiting for consumers ({time.monotonic() - catch_up_started:.0f}s): "
+                    + ", ".join(
+                        f"{g.removeprefix('huitou-')} {n:,} behind" for g, n in lags.items()
+                    )
+                )
+
         lags = await wait_caught_up(
             bootstrap,
             {f"huitou-{s}": [t.name for t in subscribed_topics(s)] for s in names},
-            timeout=600,
+            timeout=catch_up_timeout,
+            poll=1.0,
+            on_progress=report,
         )
         caught_up_in = time.monotonic() - catch_up_started
         figures = {s.name: await service_figures(s) for s in services}
@@ -143,11 +160,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m tools.demo", description=__doc__)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--customers", type=int, default=3000)
+    parser.add_argument(
+        "--catch-up-timeout", type=float, default=900.0, help="seconds to wait for consumers"
+    )
     parser.add_argument("--port-base", type=int, default=18000)
     cache = Path(os.environ.get("HUITOU_CACHE", Path.home() / ".cache" / "huitou"))
     state = Path(os.environ.get("HUITOU_STATE_DIR", cache / "demo"))
     args = parser.parse_args(argv)
-    raise SystemExit(asyncio.run(run(args.seed, args.customers, args.port_base, state / "logs")))
+    raise SystemExit(
+        asyncio.run(
+            run(args.seed, args.customers, args.port_base, state / "logs", args.catch_up_timeout)
+        )
+    )
 
 
 if __name__ == "__main__":

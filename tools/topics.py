@@ -10,7 +10,7 @@ import argparse
 import asyncio
 import contextlib
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
@@ -130,6 +130,7 @@ async def wait_caught_up(
     *,
     timeout: float = 300.0,
     poll: float = 0.5,
+    on_progress: Callable[[dict[str, int]], None] | None = None,
 ) -> dict[str, int]:
     """Wait until every group has committed everything on its topics; returns final lags."""
     loop = asyncio.get_running_loop()
@@ -138,4 +139,6 @@ async def wait_caught_up(
         lags = {g: await consumer_lag(bootstrap, g, names) for g, names in groups.items()}
         if all(v == 0 for v in lags.values()) or loop.time() > deadline:
             return lags
+        if on_progress is not None:
+            on_progress(lags)
         await asyncio.sleep(poll)
