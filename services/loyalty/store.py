@@ -25,6 +25,7 @@ WALK_INS = "walk_in_purchases"
 LEASES = "job_leases"
 CLAIMS = "account_claims"
 DUPLICATE_KEY = 11000
+INSERT_CHUNK = 100
 
 INDEXES = (
     IndexSpec(CLAIMS, [("claimed_at", 1)], name="claims_by_age"),
@@ -110,7 +111,7 @@ def order_facts(doc: Document) -> OrderFacts:
     )
 
 
-async def upsert_once(
+async def insert_once(
     collection: AsyncCollection[Document], documents: Sequence[Document]
 ) -> set[int]:
     """Insert documents by id unless present; returns the positions this call inserted.
@@ -120,17 +121,30 @@ async def upsert_once(
     Not upserts: on a duplicate key inside an update bulk, FerretDB answers
     without ``nModified`` and PyMongo fails with a KeyError instead of the error.
     """
-    if not documents:
-        return set()
-    try:
-        await collection.insert_many(list(documents), ordered=False)
-    except BulkWriteError as error:
-        errors = error.details.get("writeErrors", [])
-        if not errors or any(e.get("code") != DUPLICATE_KEY for e in errors):
-            raise
-        failed = {int(e["index"]) for e in errors}
-        return {i for i in range(len(documents)) if i not in failed}
-    return set(range(len(documents)))
+    inserted: set[int] = set()
+    for start in range(0, len(documents), INSERT_CHUNK):
+        chunk = list(documents[start : start + INSERT_CHUNK])
+        try:
+            await collection.insert_many(chunk, ordered=False)
+        except BulkWriteError as error:
+            errors = error.details.get("writeErrors", [])
+            if not errors or any(e.get("code") != DUPLICATE_KEY for e in errors):
+                raise
+            failed = {int(e["index"]) for e in errors}
+            inserted.update(start + i for i in range(len(chunk)) if i not in failed)
+            continue
+        inserted.update(range(start, start + len(chunk)))
+    return inserted
+
+
+# Updates go out in small bulks: larger update commands stall this FerretDB (seen at 180).
+UPDATE_CHUNK = 16
+
+
+async def update_in_chunks(collection: AsyncCollection[Document], ops: Sequence[UpdateOne]) -> None:
+    """Run update operations in order, a few per command."""
+    for start in range(0, len(ops), UPDATE_CHUNK):
+        await collection.bulk_write(list(ops[start : start + UPDATE_CHUNK]))
 
 
 class LoyaltyStore:
@@ -153,7 +167,7 @@ class LoyaltyStore:
         if not documents:
             return
         # Upserts with $setOnInsert instead of inserts: a redelivered entry is a no-op.
-        await upsert_once(self._db[LEDGER], documents)
+        await insert_once(self._db[LEDGER], documents)
 
     async def ledger_sums(self, customer_ids: Sequence[str]) -> dict[str, int]:
         """Each member's ledger sum."""
@@ -237,19 +251,20 @@ class LoyaltyStore:
     async def record_orders(self, documents: Sequence[Document]) -> None:
         """Insert newly seen orders once each."""
         if documents:
-            await upsert_once(self._db[ORDERS], documents)
+            await insert_once(self._db[ORDERS], documents)
 
     async def record_returns(self, returns: Sequence[tuple[str, Document]]) -> None:
         """Add each return to its order once (the filter makes a redelivered return a no-op)."""
         if returns:
-            await self._db[ORDERS].bulk_write(
+            await update_in_chunks(
+                self._db[ORDERS],
                 [
                     UpdateOne(
                         {"_id": order_id, "returns.return_id": {"$ne": r["return_id"]}},
                         {"$push": {"returns": r}, "$inc": {"refunded_minor": r["refund_minor"]}},
                     )
                     for order_id, r in returns
-                ]
+                ],
             )
 
     async def referrals_of(self, referee_ids: Iterable[str]) -> dict[str, Document]:
@@ -262,26 +277,27 @@ class LoyaltyStore:
     async def record_referrals(self, documents: Sequence[Document]) -> None:
         """Insert referrals once per referee (a second referral of the same referee is refused)."""
         if documents:
-            await upsert_once(self._db[REFERRALS], documents)
+            await insert_once(self._db[REFERRALS], documents)
 
     async def mark_referrals_rewarded(self, rewarded: Sequence[tuple[str, str]]) -> None:
         """Mark referrals paid out, by referee id and the purchase event that paid them."""
         if rewarded:
-            await self._db[REFERRALS].bulk_write(
+            await update_in_chunks(
+                self._db[REFERRALS],
                 [
                     UpdateOne(
                         {"_id": referee_id},
                         {"$set": {"status": "rewarded", "rewarded_by": event_id}},
                     )
                     for referee_id, event_id in rewarded
-                ]
+                ],
             )
 
     async def record_walk_ins(self, event_ids: Sequence[str], now: datetime) -> None:
         """Remember walk-in purchases (no member to credit), once each."""
         if not event_ids:
             return
-        await upsert_once(self._db[WALK_INS], [{"_id": eid, "seen_at": now} for eid in event_ids])
+        await insert_once(self._db[WALK_INS], [{"_id": eid, "seen_at": now} for eid in event_ids])
 
     # Accounts -----------------------------------------------------------------------------
 
@@ -299,7 +315,7 @@ class LoyaltyStore:
     async def open_accounts(self, documents: Sequence[Document]) -> None:
         """Create accounts that do not exist yet."""
         if documents:
-            await upsert_once(self._db[ACCOUNTS], documents)
+            await insert_once(self._db[ACCOUNTS], documents)
 
     async def commit_account_changes(
         self, changes: Sequence[tuple[str, int, Document]], claimed_at: datetime
@@ -325,17 +341,18 @@ class LoyaltyStore:
             }
             for cid, version, fields in changes
         ]
-        won = await upsert_once(self._db[CLAIMS], claims)
+        won = await insert_once(self._db[CLAIMS], claims)
         winners = [changes[i] for i in sorted(won)]
         if not winners:
             return set()
-        await self._db[ACCOUNTS].bulk_write(
+        await update_in_chunks(
+            self._db[ACCOUNTS],
             [
                 UpdateOne(
                     {"_id": cid, "version": version}, {"$set": {**fields, "version": version + 1}}
                 )
                 for cid, version, fields in winners
-            ]
+            ],
         )
         # Claims stay (a deleted one could be won again by a stale writer); pruned when old.
         return {cid for cid, _, _ in winners}
@@ -400,7 +417,7 @@ class LoyaltyStore:
         )
         if claimed is not None:
             return True
-        first = await upsert_once(self._db[LEASES], [{"_id": job, "owner": owner, "until": until}])
+        first = await insert_once(self._db[LEASES], [{"_id": job, "owner": owner, "until": until}])
         return bool(first)
 
     async def release_lease(self, job: str, owner: str, now: datetime) -> None:
