@@ -32,8 +32,14 @@ WriteOperation = (
 MAX_BULK_OPERATIONS = 25
 
 
-def mongo_client(uri: str, *, app_name: str, timeout_ms: int = 5000) -> AsyncMongoClient[Document]:
-    """A client that returns timezone-aware UTC datetimes and fails fast when the server is gone."""
+def mongo_client(
+    uri: str, *, app_name: str, timeout_ms: int = 5000, socket_timeout_ms: int = 60_000
+) -> AsyncMongoClient[Document]:
+    """A client with aware UTC datetimes that fails fast when the server is gone or hangs.
+
+    The socket timeout turns a server that stops answering into a NetworkTimeout,
+    which the consumer retries, instead of a call that waits forever.
+    """
     return AsyncMongoClient(
         uri,
         appname=app_name,
@@ -41,6 +47,7 @@ def mongo_client(uri: str, *, app_name: str, timeout_ms: int = 5000) -> AsyncMon
         tzinfo=UTC,
         serverSelectionTimeoutMS=timeout_ms,
         connectTimeoutMS=timeout_ms,
+        socketTimeoutMS=socket_timeout_ms,
     )
 
 
