@@ -13,8 +13,7 @@ from services.aftersales.settings import AftersalesSettings
 from services.aftersales.store import INDEXES, AftersalesStore
 from shared.clock import Clock, SystemClock
 from shared.http import create_service_app
-from shared.messaging import BatchProcessor, subscribe_batches
-from shared.runtime import build_runtime
+from shared.runtime import build_runtime, consume
 
 SERVICE = "aftersales"
 
@@ -35,21 +34,7 @@ def build_app(
     runtime = build_runtime(SERVICE, settings, database=settings.database, clock=clock)
     store = AftersalesStore(runtime.db)
     relay = OutboxRelay(store, runtime.publisher, clock)
-    processor = BatchProcessor(
-        service=SERVICE,
-        handle=on_batch(store, relay, policy, clock),
-        publisher=runtime.publisher,
-        metrics=runtime.metrics,
-        clock=clock,
-        retry=runtime.retry,
-    )
-    subscribe_batches(
-        runtime.broker,
-        topics=SUBSCRIBED_TOPICS,
-        processor=processor,
-        settings=settings,
-        metrics=runtime.metrics,
-    )
+    consume(runtime, SUBSCRIBED_TOPICS, on_batch(store, relay, policy, clock))
     jobs = [sla_watcher(store, relay, clock, settings.watch_every_seconds)] if run_watcher else []
     app = create_service_app(
         runtime,

@@ -7,19 +7,15 @@ one JSON file (HUITOU_AFTERSALES_POLICY_FILE) without touching code.
 
 from __future__ import annotations
 
-import json
 from datetime import time
 from pathlib import Path
 from typing import Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from shared.contracts import ComplaintCategory, Route
-
-
-class PolicyError(SystemExit):
-    """A bad policy file: stops start-up with a message naming the bad field."""
+from shared.policy import load_policy_file
 
 
 class _Rules(BaseModel):
@@ -259,14 +255,4 @@ class AftersalesPolicy(_Rules):
 
 def load_policy(path: Path | None) -> AftersalesPolicy:
     """The policy from a JSON file, or the defaults when no file is given."""
-    if path is None:
-        return AftersalesPolicy()
-    try:
-        return AftersalesPolicy.model_validate(json.loads(path.read_text(encoding="utf-8")))
-    except (OSError, json.JSONDecodeError) as error:
-        raise PolicyError(f"aftersales policy {path}: {error}") from None
-    except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()
-        )
-        raise PolicyError(f"aftersales policy {path}: {problems}") from None
+    return load_policy_file(AftersalesPolicy, path, service="aftersales")

@@ -14,7 +14,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from services.aftersales.lifecycle import OPEN_STATUSES, TicketUpdate
 from services.aftersales.rules import EarlierComplaint
-from shared.storage import Document, IndexSpec
+from shared.storage import MAX_BULK_OPERATIONS, Document, IndexSpec, bulk_write_chunked
 
 TICKETS = "tickets"
 PURCHASE_LINES = "purchase_lines"
@@ -22,9 +22,8 @@ REPAIRS = "repairs"
 COUNTERS = "counters"
 QUALITY_ALERTS = "quality_alerts"
 TICKET_STEPS = "ticket_steps"
-# FerretDB did not answer bulk writes of a few hundred ticket upserts within minutes;
-# chunks of this size stay fast.
-BULK_CHUNK = 50
+# FerretDB wedges on a bulk of 100 updates that match documents: the kernel's chunk size.
+BULK_CHUNK = MAX_BULK_OPERATIONS
 # A step claimed but not applied for this long was interrupted by a crash: roll it forward.
 INTERRUPTED_STEP_AFTER = timedelta(seconds=60)
 OUTBOX_COLLECTIONS = (TICKETS, QUALITY_ALERTS)
@@ -91,7 +90,7 @@ class AftersalesStore:
         ]
         for attempt in range(3):
             try:
-                await self._db[TICKETS].bulk_write(operations)
+                await bulk_write_chunked(self._db[TICKETS], operations)
                 return
             except BulkWriteError as error:
                 # Two instances upserting the same new ticket at once: one insert loses with

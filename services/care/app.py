@@ -18,8 +18,7 @@ from services.care.templates import TemplateCatalogue, load_templates
 from shared.clock import Clock, SystemClock
 from shared.http import create_service_app
 from shared.jobs import PeriodicJob
-from shared.messaging import BatchProcessor, subscribe_batches
-from shared.runtime import build_runtime
+from shared.runtime import build_runtime, consume
 
 SERVICE = "care"
 
@@ -42,21 +41,7 @@ def build_app(
     templates = templates or load_templates(settings.templates_file, policy)
     runtime = build_runtime(SERVICE, settings, database=settings.database, clock=clock)
     store = CareStore(runtime.db)
-    processor = BatchProcessor(
-        service=SERVICE,
-        handle=on_batch(store, policy, clock),
-        publisher=runtime.publisher,
-        metrics=runtime.metrics,
-        clock=clock,
-        retry=runtime.retry,
-    )
-    subscribe_batches(
-        runtime.broker,
-        topics=SUBSCRIBED_TOPICS,
-        processor=processor,
-        settings=settings,
-        metrics=runtime.metrics,
-    )
+    consume(runtime, SUBSCRIBED_TOPICS, on_batch(store, policy, clock))
     dispatcher = Dispatcher(
         store,
         runtime.publisher,

@@ -7,15 +7,15 @@ a message naming the field.
 
 from __future__ import annotations
 
-import json
 from datetime import time, timedelta
 from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from shared.contracts import Channel, OutreachChannel
+from shared.policy import load_policy_file
 
 Kind = Literal[
     "welcome",
@@ -42,10 +42,6 @@ Assignee = Literal["none", "sale_staff", "closest_staff", "account_manager", "re
 """Who carries an outreach out: nobody (an automatic message) or a member of staff."""
 
 Period = Literal["weekly", "biweekly", "monthly", "quarterly"]
-
-
-class PolicyError(SystemExit):
-    """A bad policy file: stops start-up with a message naming the bad field."""
 
 
 class _Rules(BaseModel):
@@ -446,14 +442,4 @@ class CarePolicy(_Rules):
 
 def load_policy(path: Path | None) -> CarePolicy:
     """The policy from a JSON file, or the defaults when no file is given."""
-    if path is None:
-        return CarePolicy()
-    try:
-        return CarePolicy.model_validate(json.loads(path.read_text(encoding="utf-8")))
-    except (OSError, json.JSONDecodeError) as error:
-        raise PolicyError(f"care policy {path}: {error}") from None
-    except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()
-        )
-        raise PolicyError(f"care policy {path}: {problems}") from None
+    return load_policy_file(CarePolicy, path, service="care")

@@ -21,8 +21,7 @@ from shared.auth import principal_dependency
 from shared.clock import Clock, SystemClock
 from shared.http import create_service_app
 from shared.jobs import PeriodicJob
-from shared.messaging import BatchProcessor, subscribe_batches
-from shared.runtime import build_runtime
+from shared.runtime import build_runtime, consume
 
 SERVICE = "profile"
 log = structlog.get_logger("huitou.profile")
@@ -50,21 +49,7 @@ def build_app(
     runtime = build_runtime(SERVICE, settings, database=settings.database, clock=clock)
     store = ProfileStore(runtime.db)
     records = CustomerRecords(store, runtime.publisher, vault_from(settings), policy, clock)
-    processor = BatchProcessor(
-        service=SERVICE,
-        handle=on_batch(records),
-        publisher=runtime.publisher,
-        metrics=runtime.metrics,
-        clock=clock,
-        retry=runtime.retry,
-    )
-    subscribe_batches(
-        runtime.broker,
-        topics=SUBSCRIBED_TOPICS,
-        processor=processor,
-        settings=settings,
-        metrics=runtime.metrics,
-    )
+    consume(runtime, SUBSCRIBED_TOPICS, on_batch(records))
     holder = instance_id or f"profile-{uuid.uuid4().hex[:12]}"
 
     async def warn_about_development_keys() -> None:

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from decimal import Decimal
 from pathlib import Path
 from typing import Literal, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from shared.auth import ROLES, Role
+from shared.policy import load_policy_file
 
 PiiField = Literal["name", "phone", "email", "address", "id_number", "birthday", "decision_maker"]
 PII_FIELDS: tuple[PiiField, ...] = (
@@ -29,10 +29,6 @@ CONTACT_FIELDS: frozenset[str] = frozenset({"phone", "email", "address"})
 
 Visibility = Literal["revealable", "masked", "hidden"]
 """What a role may see of a personal field: in clear (with a reason), masked, or nothing."""
-
-
-class PolicyError(SystemExit):
-    """A bad policy file: stops start-up with a message naming the bad field."""
 
 
 class _Rules(BaseModel):
@@ -217,15 +213,4 @@ class ProfilePolicy(_Rules):
 
 def load_policy(path: Path | None) -> ProfilePolicy:
     """The policy from a JSON file, or the defaults when no file is given."""
-    if path is None:
-        return ProfilePolicy()
-    try:
-        return ProfilePolicy.model_validate(json.loads(path.read_text(encoding="utf-8")))
-    except (OSError, json.JSONDecodeError) as error:
-        raise PolicyError(f"profile policy {path}: {error}") from None
-    except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or '(policy)'}: {e['msg']}"
-            for e in error.errors()
-        )
-        raise PolicyError(f"profile policy {path}: {problems}") from None
+    return load_policy_file(ProfilePolicy, path, service="profile")

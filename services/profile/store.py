@@ -16,7 +16,7 @@ from pymongo.errors import DuplicateKeyError
 from services.profile.classification import ValueThresholds
 from services.profile.customer import Customer
 from services.profile.stats import Stats
-from shared.storage import Document, IndexSpec
+from shared.storage import MAX_BULK_OPERATIONS, Document, IndexSpec
 
 CUSTOMERS = "customers"
 AUDIT = "audit"
@@ -24,7 +24,8 @@ LEASES = "leases"
 FIGURES = "figures"
 INTENTS = "publication_intents"
 VALUE_THRESHOLDS_ID = "value_thresholds"
-BULK_CHUNK = 50
+# FerretDB wedges on a bulk of 100 updates that match documents: the kernel's chunk size.
+BULK_CHUNK = MAX_BULK_OPERATIONS
 """Operations per bulk write: FerretDB 1.24 (SQLite) hangs on a bulk of 100+ updates."""
 
 INDEXES = (

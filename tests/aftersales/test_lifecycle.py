@@ -11,9 +11,10 @@ import pytest
 
 from services.aftersales import lifecycle
 from services.aftersales.lifecycle import Resolution, ResolutionError, TransitionError
-from services.aftersales.policy import AftersalesPolicy, PolicyError, load_policy
+from services.aftersales.policy import AftersalesPolicy, load_policy
 from services.aftersales.rules import classify, urgency
 from shared.contracts import LoyaltyCommand, TicketEvent, decode
+from shared.policy import PolicyError
 from shared.storage import Document
 from tests.aftersales.support import CHINA, complaint
 

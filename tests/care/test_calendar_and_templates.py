@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from services.care.festivals import festivals_between, festivals_of_year, nth_weekday
-from services.care.policy import CarePolicy, PolicyError, load_policy
+from services.care.policy import CarePolicy, load_policy
 from services.care.templates import TemplateError, check_templates, load_templates
+from shared.policy import PolicyError
 
 pytestmark = pytest.mark.unit
 

@@ -38,10 +38,11 @@ from services.profile.customer import (
     set_consent,
 )
 from services.profile.jobs import recompute_due
-from services.profile.policy import PolicyError, ProfilePolicy, load_policy
+from services.profile.policy import ProfilePolicy, load_policy
 from services.profile.settings import ProfileSettings
 from services.profile.stats import months_back
 from shared.auth import Principal, Role
+from shared.policy import PolicyError
 from tests.factories import purchase
 
 pytestmark = pytest.mark.unit
