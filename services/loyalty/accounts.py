@@ -216,6 +216,12 @@ def account_update(
     return update_set
 
 
+def _without(account: Document, sent: Sequence[Document]) -> Document:
+    """The outbox fields of an account once the sent records are gone."""
+    outbox = [d for d in account.get("outbox", []) if d not in sent]
+    return {"outbox": outbox, "outbox_pending": bool(outbox)}
+
+
 DebitOutcome = Literal["debited", "duplicate", "insufficient", "no_account"]
 
 
@@ -318,24 +324,20 @@ class Accounts:
         if not records:
             return
         await self._publisher.publish_records(records)
-        for customer_id, sent in sent_by_account.items():
-            await self._drop_sent(customer_id, sent, now)
+        # One claimed change per account, all in one go; an account that moved meanwhile
+        # keeps its records for the next settlement (publishing twice is harmless).
+        await self._store.commit_account_changes(
+            [
+                (
+                    customer_id,
+                    int(accounts[customer_id]["version"]),
+                    _without(accounts[customer_id], sent),
+                )
+                for customer_id, sent in sent_by_account.items()
+            ],
+            now,
+        )
         await self._store.mark_published([e["_id"] for e in entries])
-
-    async def _drop_sent(self, customer_id: str, sent: Sequence[Document], now: datetime) -> None:
-        """Remove published records from the outbox (a claimed change like any other).
-
-        Losing every race leaves them for the next settlement: publishing twice is harmless.
-        """
-        for _ in range(3):
-            account = await self._account(customer_id)
-            if account is None:
-                return
-            outbox = [d for d in account.get("outbox", []) if d not in sent]
-            fields = {"outbox": outbox, "outbox_pending": bool(outbox)}
-            version = int(account["version"])
-            if await self._store.commit_account_changes([(customer_id, version, fields)], now):
-                return
 
     def _points_records(
         self, entries: Sequence[Document], accounts: Mapping[str, Document]
