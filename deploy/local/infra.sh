@@ -107,7 +107,9 @@ start_kafka() {
   port_open "$controller_port" && die "port $controller_port is taken; set HUITOU_KAFKA_CONTROLLER_PORT"
   kafka_config
   log "starting kafka on 127.0.0.1:$kafka_port (logs: $state/logs/kafka/)"
-  mkdir -p "$state/logs/kafka"
+  # Keep the last run's logs aside: readiness looks for this run's start line only.
+  mkdir -p "$state/logs/kafka/previous"
+  mv -f "$state/logs/kafka/"server.log* "$state/logs/kafka/previous/" 2>/dev/null || true
   nohup java -Xms"$kafka_heap" -Xmx"$kafka_heap" -XX:+UseG1GC -Djava.awt.headless=true \
     -cp "$kafka_libs/*" \
     -Dlog4j.configuration="file:$here/kafka/log4j.properties" \
@@ -135,7 +137,8 @@ wait_ready() {
     ((SECONDS < deadline)) || die "ferretdb not ready after ${HUITOU_READY_TIMEOUT:-90}s"
     sleep 0.2
   done
-  until port_open "$kafka_port" && grep -q "Kafka Server started" "$state/logs/kafka/server.log" 2>/dev/null; do
+  # The log rolls over at 20 MB, so the start line may sit in server.log.N by now.
+  until port_open "$kafka_port" && grep -qs "Kafka Server started" "$state/logs/kafka/"server.log*; do
     pid_alive "$state/kafka.pid" || die "kafka exited: $(tail -5 "$state/logs/kafka/stdout.log")"
     ((SECONDS < deadline)) || die "kafka not ready after ${HUITOU_READY_TIMEOUT:-90}s"
     sleep 0.3
