@@ -52,9 +52,15 @@ def prefix() -> str:
 
 
 @pytest.fixture
-def database_name() -> str:
-    """A database name unique to one test."""
-    return f"test_{uuid.uuid4().hex[:12]}"
+async def database_name(infra: dict[str, str]) -> AsyncIterator[str]:
+    """A database name unique to one test, dropped when the test ends."""
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    yield name
+    client = mongo_client(infra["mongo"], app_name="huitou-tests")
+    try:
+        await client.drop_database(name)
+    finally:
+        await client.close()
 
 
 @pytest.fixture
