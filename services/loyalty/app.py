@@ -15,8 +15,7 @@ from services.loyalty.store import INDEXES, LoyaltyStore
 from shared.auth import principal_dependency
 from shared.clock import Clock, SystemClock
 from shared.http import create_service_app
-from shared.messaging import BatchProcessor, subscribe_batches
-from shared.runtime import build_runtime
+from shared.runtime import build_runtime, consume
 
 SERVICE = "loyalty"
 
@@ -34,21 +33,7 @@ def build_app(
     )
     accounts = Accounts(store, policy, publisher)
     jobs = LoyaltyJobs(store, accounts, clock)
-    processor = BatchProcessor(
-        service=SERVICE,
-        handle=on_batch(store, accounts, policy, clock),
-        publisher=runtime.publisher,
-        metrics=runtime.metrics,
-        clock=clock,
-        retry=runtime.retry,
-    )
-    subscribe_batches(
-        runtime.broker,
-        topics=SUBSCRIBED_TOPICS,
-        processor=processor,
-        settings=settings,
-        metrics=runtime.metrics,
-    )
+    consume(runtime, SUBSCRIBED_TOPICS, on_batch(store, accounts, policy, clock))
     principal = principal_dependency(settings.auth_secret, clock.now)
     app = create_service_app(
         runtime,

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import itertools
-import json
 from decimal import Decimal
 from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-
-class PolicyError(SystemExit):
-    """A bad policy file: stops start-up with a message naming the bad field."""
+from shared.policy import load_policy_file
 
 
 class _Rules(BaseModel):
@@ -166,14 +163,4 @@ def _check_zone(zone: str, what: str) -> str:
 
 def load_policy(path: Path | None) -> LoyaltyPolicy:
     """The policy from a JSON file, or the defaults when no file is given."""
-    if path is None:
-        return LoyaltyPolicy()
-    try:
-        return LoyaltyPolicy.model_validate(json.loads(path.read_text(encoding="utf-8")))
-    except (OSError, json.JSONDecodeError) as error:
-        raise PolicyError(f"loyalty policy {path}: {error}") from None
-    except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'policy'}: {e['msg']}" for e in error.errors()
-        )
-        raise PolicyError(f"loyalty policy {path}: {problems}") from None
+    return load_policy_file(LoyaltyPolicy, path, service="loyalty")

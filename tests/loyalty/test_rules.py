@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from services.loyalty.lots import Posting, expiries_due, expiring_soon, expiry_of, open_lots
-from services.loyalty.policy import LoyaltyPolicy, MemberDay, PolicyError, load_policy
+from services.loyalty.policy import LoyaltyPolicy, MemberDay, load_policy
 from services.loyalty.rules import (
     Birthday,
     LoyaltyRuleBroken,
@@ -33,6 +33,7 @@ from services.loyalty.tiers import (
     tiers_through,
 )
 from shared.contracts import Purchase, PurchaseLine, Referral
+from shared.policy import PolicyError
 from tests.factories import CHINA, purchase
 
 pytestmark = pytest.mark.unit
