@@ -1,7 +1,7 @@
 """Scheduled work: the recomputation of classes, and publishing changes left by a crash.
 
-Safe with N instances: the recomputation runs under a lease document claimed with one
-``find_one_and_update``; every record change is version-checked; published event ids are
+Safe with N instances: the recomputation runs under a lease won by a unique-id insert
+(see ``ProfileStore.claim_lease``); every record change is version-checked; published event ids are
 derived from record versions, so a change published twice is a duplicate consumers drop.
 """
 

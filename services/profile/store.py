@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from pymongo import ReturnDocument, UpdateOne
+from pymongo import UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
@@ -21,6 +21,7 @@ from shared.storage import MAX_BULK_OPERATIONS, Document, IndexSpec
 CUSTOMERS = "customers"
 AUDIT = "audit"
 LEASES = "leases"
+LEASE_CLAIMS = "lease_claims"
 FIGURES = "figures"
 INTENTS = "publication_intents"
 VALUE_THRESHOLDS_ID = "value_thresholds"
@@ -280,17 +281,44 @@ class ProfileStore:
         return [doc["_id"] async for doc in cursor]
 
     async def claim_lease(self, name: str, holder: str, now: datetime, seconds: int) -> bool:
-        """Take a named lease if it is free or expired (or already ours); False if held."""
+        """Take a named lease if it is free or expired (or extend ours); False if held.
+
+        Who takes a free lease is decided by inserting ``<name>#<attempt>`` with a unique
+        id: FerretDB does not make conditional updates atomic across connections, so a
+        filtered find_one_and_update could let two instances win the same expired lease.
+        """
+        until = now + timedelta(seconds=seconds)
+        lease = await self._db[LEASES].find_one({"_id": name})
+        if lease is not None and lease.get("holder") == holder:
+            await self._db[LEASES].update_one({"_id": name}, {"$set": {"until": until}})
+            return True
+        if lease is not None and lease["until"] >= now:
+            return False
+        attempt = int(lease.get("attempt", 0)) + 1 if lease is not None else 1
         try:
-            doc = await self._db[LEASES].find_one_and_update(
-                {"_id": name, "$or": [{"until": {"$lt": now}}, {"holder": holder}]},
-                {"$set": {"holder": holder, "until": now + timedelta(seconds=seconds)}},
-                upsert=True,
-                return_document=ReturnDocument.AFTER,
+            await self._db[LEASE_CLAIMS].insert_one(
+                {"_id": f"{name}#{attempt}", "holder": holder, "at": now}
             )
         except DuplicateKeyError:
-            return False  # held by someone else: the upsert collided with their lease
-        return doc is not None and doc.get("holder") == holder
+            claim = await self._db[LEASE_CLAIMS].find_one({"_id": f"{name}#{attempt}"})
+            if claim is not None and claim["at"] + timedelta(seconds=seconds) < now:
+                # Its winner died before recording the lease: record it, expired, so the
+                # next attempt number is free for whoever comes next.
+                await self._db[LEASES].update_one(
+                    {"_id": name},
+                    {
+                        "$max": {"attempt": attempt},
+                        "$set": {"holder": claim["holder"], "until": claim["at"]},
+                    },
+                    upsert=True,
+                )
+            return False
+        await self._db[LEASES].update_one(
+            {"_id": name},
+            {"$set": {"holder": holder, "until": until, "attempt": attempt}},
+            upsert=True,
+        )
+        return True
 
     async def lease(self, name: str) -> Document | None:
         """A lease document (holder, until, last completion)."""
