@@ -15,7 +15,7 @@ from pymongo.errors import BulkWriteError
 
 from services.loyalty.lots import Posting
 from services.loyalty.tiers import OrderFacts, Refund
-from shared.storage import Document, IndexSpec
+from shared.storage import Document, IndexSpec, bulk_write_chunked
 
 LEDGER = "ledger"
 ACCOUNTS = "accounts"
@@ -137,16 +137,6 @@ async def insert_once(
     return inserted
 
 
-# Updates go out in small bulks: larger update commands stall this FerretDB (seen at 180).
-UPDATE_CHUNK = 16
-
-
-async def update_in_chunks(collection: AsyncCollection[Document], ops: Sequence[UpdateOne]) -> None:
-    """Run update operations in order, a few per command."""
-    for start in range(0, len(ops), UPDATE_CHUNK):
-        await collection.bulk_write(list(ops[start : start + UPDATE_CHUNK]))
-
-
 class LoyaltyStore:
     """Idempotent reads and writes of the loyalty service.
 
@@ -256,7 +246,7 @@ class LoyaltyStore:
     async def record_returns(self, returns: Sequence[tuple[str, Document]]) -> None:
         """Add each return to its order once (the filter makes a redelivered return a no-op)."""
         if returns:
-            await update_in_chunks(
+            await bulk_write_chunked(
                 self._db[ORDERS],
                 [
                     UpdateOne(
@@ -282,7 +272,7 @@ class LoyaltyStore:
     async def mark_referrals_rewarded(self, rewarded: Sequence[tuple[str, str]]) -> None:
         """Mark referrals paid out, by referee id and the purchase event that paid them."""
         if rewarded:
-            await update_in_chunks(
+            await bulk_write_chunked(
                 self._db[REFERRALS],
                 [
                     UpdateOne(
@@ -345,7 +335,7 @@ class LoyaltyStore:
         winners = [changes[i] for i in sorted(won)]
         if not winners:
             return set()
-        await update_in_chunks(
+        await bulk_write_chunked(
             self._db[ACCOUNTS],
             [
                 UpdateOne(

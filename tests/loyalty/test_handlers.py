@@ -21,11 +21,13 @@ from shared.contracts import (
     CustomerChange,
     CustomerChanged,
     DeadLetter,
+    Event,
     LoyaltyCommand,
     PointsEntry,
     Referral,
     Return,
     TierChanged,
+    Topic,
 )
 from tests.factories import CHINA, purchase
 from tests.loyalty.helpers import (
@@ -124,11 +126,13 @@ async def test_a_partial_return_takes_back_its_share_and_an_unknown_order_is_dea
 ) -> None:
     _, client = loyalty
     sale = purchase("pos-r", total="1000.00", at=MORNING)
+    # The sale is consumed before its return arrives (different topics are not ordered).
+    await publish(infra["kafka"], prefix, [(POS_PURCHASES, sale, None)])
+    await caught_up(infra, prefix)
     await publish(
         infra["kafka"],
         prefix,
         [
-            (POS_PURCHASES, sale, None),
             (POS_RETURNS, a_return("ret-1", sale.order_id, "250.00"), None),
             (POS_RETURNS, a_return("ret-1", sale.order_id, "250.00"), None),  # redelivered
             (POS_RETURNS, a_return("ret-x", "NO-SUCH-ORDER", "10.00"), None),
@@ -162,24 +166,24 @@ async def test_referral_rewards_both_on_the_referees_first_purchase_once(
             store_id="SH001",
         )
 
-    await publish(
-        infra["kafka"],
-        prefix,
+    # Three moments, each consumed before the next: Kafka orders events per topic and
+    # key, not across topics, and in a store these happen minutes or days apart.
+    moments: list[list[tuple[Topic, Event | bytes, str | None]]] = [
+        [(POS_PURCHASES, purchase("pos-old", customer_id="OLD", total="10.00", at=MORNING), None)],
         [
-            (
-                POS_PURCHASES,
-                purchase("pos-old", customer_id="OLD", total="10.00", at=MORNING),
-                None,
-            ),
             (CRM_REFERRALS, referral("ref-1", "OLD", "NEW"), None),
             (CRM_REFERRALS, referral("ref-2", "OTHER", "NEW"), None),  # once per referee
             (CRM_REFERRALS, referral("ref-3", "SELF", "SELF"), None),  # no self-referral
             (CRM_REFERRALS, referral("ref-4", "NEW", "OLD"), None),  # OLD is not new
+        ],
+        [
             (POS_PURCHASES, purchase("pos-n1", customer_id="NEW", total="10.00", at=MORNING), None),
             (POS_PURCHASES, purchase("pos-n2", customer_id="NEW", total="10.00", at=MORNING), None),
         ],
-    )
-    await caught_up(infra, prefix)
+    ]
+    for moment in moments:
+        await publish(infra["kafka"], prefix, moment)
+        await caught_up(infra, prefix)
 
     assert (await account(client, "OLD") or {})["balance"] == 10 + 200
     assert (await account(client, "NEW") or {})["balance"] == 20 + 100
