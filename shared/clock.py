@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import calendar
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
@@ -39,3 +40,19 @@ class FixedClock:
     def advance(self, by: timedelta) -> None:
         """Move the clock forward."""
         self._at += by
+
+
+def add_months(at: datetime, months: int) -> datetime:
+    """The same wall-clock moment ``months`` later (or earlier); the day is clamped to the month."""
+    index = at.year * 12 + (at.month - 1) + months
+    year, month = divmod(index, 12)
+    day = min(at.day, calendar.monthrange(year, month + 1)[1])
+    return at.replace(year=year, month=month + 1, day=day)
+
+
+def year_before(at: datetime) -> datetime:
+    """Where "the last 12 months" before ``at`` begin: the same moment a year earlier.
+
+    Every service counts a figure "over the last 12 months" as ``year_before(now) < t <= now``.
+    """
+    return add_months(at, -12)

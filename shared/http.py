@@ -11,7 +11,7 @@ from fastapi import APIRouter, FastAPI, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from shared.jobs import JobRunner, PeriodicJob
+from shared.jobs import JobMetrics, JobRunner, PeriodicJob
 from shared.runtime import Runtime
 from shared.storage import IndexSpec, ensure_indexes, ping
 
@@ -74,7 +74,7 @@ def create_service_app(
     jobs: Sequence[PeriodicJob] = (),
 ) -> FastAPI:
     """A FastAPI app whose lifespan creates indexes, starts consumers and jobs, closes clients."""
-    job_runner = JobRunner(jobs)
+    job_runner = JobRunner(jobs, JobMetrics(runtime.service, runtime.registry))
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

@@ -1,38 +1,120 @@
 """Scheduled work inside a service: periodic jobs run by the service's lifespan.
 
 A job must be safe with N instances running it at once: claim work atomically
-(one ``find_one_and_update`` per item, or a lease document) and derive output
-ids deterministically, so two instances never do the same item twice.
+(a unique-key insert per item, or a lease document) and derive output ids
+deterministically, so two instances never do the same item twice.
+
+A job must also cost what is due, not what exists: it reads only the items
+due or changed (see ``shared.schedule`` for due items kept under time-bucket
+keys) and reports what one run touched as a ``JobRun``, which the runner puts
+in /metrics (``huitou_job_documents_read``, ``huitou_job_documents_written``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import structlog
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from shared.messaging import is_transient
 
 log = structlog.get_logger("huitou.jobs")
 
 
+@dataclass
+class JobRun:
+    """What one run of a job touched: documents read and written."""
+
+    read: int = 0
+    written: int = 0
+
+    def count(self, *, read: int = 0, written: int = 0) -> None:
+        """Add documents read and written to this run's tally."""
+        self.read += read
+        self.written += written
+
+    def __iadd__(self, other: JobRun) -> JobRun:
+        self.read += other.read
+        self.written += other.written
+        return self
+
+
 @dataclass(frozen=True)
 class PeriodicJob:
-    """A unit of scheduled work and how often to run it."""
+    """A unit of scheduled work and how often to run it.
+
+    ``run`` may return a ``JobRun``; anything else counts as a run that touched nothing
+    worth reporting.
+    """
 
     name: str
     every_seconds: float
     run: Callable[[], Awaitable[object]]
 
 
-async def _loop(job: PeriodicJob) -> None:
+class JobMetrics:
+    """Runs, failures, and documents read and written per job, in the service's registry."""
+
+    def __init__(self, service: str, registry: CollectorRegistry) -> None:
+        self.service = service
+        labels = ["service", "job"]
+        self.runs = Counter("huitou_job_runs", "Job runs finished", labels, registry=registry)
+        self.failures = Counter(
+            "huitou_job_failures", "Job runs that failed", labels, registry=registry
+        )
+        self.read = Counter(
+            "huitou_job_documents_read", "Documents jobs read", labels, registry=registry
+        )
+        self.written = Counter(
+            "huitou_job_documents_written", "Documents jobs wrote", labels, registry=registry
+        )
+        self.last_read = Gauge(
+            "huitou_job_last_run_documents_read",
+            "Documents the job's last run read",
+            labels,
+            registry=registry,
+        )
+        self.last_written = Gauge(
+            "huitou_job_last_run_documents_written",
+            "Documents the job's last run wrote",
+            labels,
+            registry=registry,
+        )
+        self.last_seconds = Gauge(
+            "huitou_job_last_run_seconds",
+            "Duration of the job's last run",
+            labels,
+            registry=registry,
+        )
+
+    def record(self, job: str, result: object, seconds: float) -> None:
+        """Count one finished run."""
+        run = result if isinstance(result, JobRun) else JobRun()
+        self.runs.labels(self.service, job).inc()
+        self.read.labels(self.service, job).inc(run.read)
+        self.written.labels(self.service, job).inc(run.written)
+        self.last_read.labels(self.service, job).set(run.read)
+        self.last_written.labels(self.service, job).set(run.written)
+        self.last_seconds.labels(self.service, job).set(seconds)
+
+    def record_failure(self, job: str) -> None:
+        """Count one failed run."""
+        self.failures.labels(self.service, job).inc()
+
+
+async def _loop(job: PeriodicJob, metrics: JobMetrics | None) -> None:
     while True:
+        started = time.perf_counter()
         try:
-            await job.run()
+            result = await job.run()
         except Exception as error:  # noqa: BLE001 - logged; the next tick tries again
+            if metrics is not None:
+                metrics.record_failure(job.name)
             log.log(
                 30 if is_transient(error) else 40,
                 "job_failed",
@@ -40,19 +122,25 @@ async def _loop(job: PeriodicJob) -> None:
                 transient=is_transient(error),
                 error=f"{type(error).__name__}: {error}",
             )
+        else:
+            if metrics is not None:
+                metrics.record(job.name, result, time.perf_counter() - started)
         await asyncio.sleep(job.every_seconds)
 
 
 class JobRunner:
     """Runs periodic jobs as background tasks until stopped."""
 
-    def __init__(self, jobs: Sequence[PeriodicJob]) -> None:
+    def __init__(self, jobs: Sequence[PeriodicJob], metrics: JobMetrics | None = None) -> None:
         self._jobs = list(jobs)
+        self._metrics = metrics
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
         """Start every job's loop."""
-        self._tasks = [asyncio.create_task(_loop(j), name=f"job:{j.name}") for j in self._jobs]
+        self._tasks = [
+            asyncio.create_task(_loop(j, self._metrics), name=f"job:{j.name}") for j in self._jobs
+        ]
 
     async def stop(self) -> None:
         """Cancel the loops and wait for them to end."""

@@ -1,4 +1,4 @@
-"""What every running service holds: settings, clock, broker, publisher, database, metrics.
+"""What every running service holds: settings, clock, broker, publisher, storage, metrics.
 
 Built once in a service's ``app.py`` and passed to handlers and routes; no
 module-level clients anywhere.
@@ -26,7 +26,7 @@ from shared.messaging import (
     subscribe_batches,
 )
 from shared.settings import ServiceSettings
-from shared.storage import Document, mongo_client, service_database
+from shared.storage import Document, Storage, mongo_client, service_database
 
 
 @dataclass
@@ -40,6 +40,7 @@ class Runtime:
     publisher: EventPublisher
     mongo: AsyncMongoClient[Document]
     db: AsyncDatabase[Document]
+    storage: Storage
     registry: CollectorRegistry
     metrics: ConsumerMetrics
     retry: RetryPolicy
@@ -52,6 +53,7 @@ def build_runtime(
     broker = make_broker(settings.kafka_bootstrap, client_id=f"huitou-{service}")
     mongo = mongo_client(settings.mongo_uri, app_name=f"huitou-{service}")
     registry = CollectorRegistry()
+    db = service_database(mongo, database)
     return Runtime(
         service=service,
         settings=settings,
@@ -59,7 +61,8 @@ def build_runtime(
         broker=broker,
         publisher=EventPublisher(broker, topic_prefix=settings.topic_prefix),
         mongo=mongo,
-        db=service_database(mongo, database),
+        db=db,
+        storage=Storage(db),
         registry=registry,
         metrics=ConsumerMetrics(service, registry),
         retry=RetryPolicy(settings.retry_initial_seconds, settings.retry_max_seconds),

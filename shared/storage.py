@@ -4,32 +4,63 @@ Only features both MongoDB and FerretDB support are used (see the project docs):
 no multi-document transactions, no TTL indexes, no change streams. Money is
 stored as integer minor units (fen/cents): FerretDB has no Decimal128.
 
-Bulk writes go through ``bulk_write_chunked``: FerretDB 1.24's SQLite backend
-holds one pooled connection (of 100 per database) for every update in a bulk
-command that matches an existing document until the command ends, so one bulk
-of 100 such updates deadlocks that database for good.
+This is the one module that knows which server it talks to. ``Storage`` asks
+once (``buildInfo``) and then picks, for the same call, the access path that is
+fast there:
+
+* fetching many documents by id, or by the values of one indexed field, is a
+  single ``$in`` on MongoDB, and concurrent equality lookups on FerretDB (it
+  pushes an equality on a top-level field down to an index, never ``$in``);
+* updates of many documents (``update_each``) are one bulk command on MongoDB,
+  and concurrent single updates on FerretDB (twice as fast there as a bulk,
+  which FerretDB runs one statement after the other);
+* a bulk write is one ordered command on MongoDB; on FerretDB it is split so
+  that no command holds many pooled connections (FerretDB keeps one per
+  matched update until the command ends: enough of them at once wedge it).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import enum
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC
-from typing import Any
+from typing import Any, TypeVar
 
 from bson.codec_options import CodecOptions
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError
 from pymongo.operations import DeleteMany, DeleteOne, InsertOne, ReplaceOne, UpdateMany, UpdateOne
 
 Document = dict[str, Any]
 WriteOperation = (
     InsertOne[Document] | UpdateOne | UpdateMany | ReplaceOne[Document] | DeleteOne | DeleteMany
 )
+T = TypeVar("T")
 
-# Well under FerretDB's 100 connections per database, leaving room for concurrent requests.
 MAX_BULK_OPERATIONS = 25
+"""Operations per bulk command on FerretDB: well under its PostgreSQL connection pool."""
+
+MONGODB_BULK_OPERATIONS = 1000
+"""Operations per bulk command on MongoDB (it batches internally anyway)."""
+
+INSERT_CHUNK = 500
+"""Documents per insert command (inserts are multi-row on FerretDB: cheap)."""
+
+LOOKUP_CONCURRENCY = 16
+"""Concurrent equality lookups of one Storage on FerretDB (measured: docs/infrastructure.md)."""
+
+DUPLICATE_KEY = 11000
+
+
+class ServerKind(enum.StrEnum):
+    """Which MongoDB-protocol server a database lives on."""
+
+    MONGODB = "mongodb"
+    FERRETDB = "ferretdb"
 
 
 def mongo_client(
@@ -48,12 +79,19 @@ def mongo_client(
         serverSelectionTimeoutMS=timeout_ms,
         connectTimeoutMS=timeout_ms,
         socketTimeoutMS=socket_timeout_ms,
+        maxPoolSize=max(100, LOOKUP_CONCURRENCY * 4),
     )
 
 
 def service_database(client: AsyncMongoClient[Document], name: str) -> AsyncDatabase[Document]:
     """The one database a service owns."""
     return client.get_database(name, codec_options=CodecOptions(tz_aware=True, tzinfo=UTC))
+
+
+async def server_kind(client: AsyncMongoClient[Document]) -> ServerKind:
+    """Ask the server what it is (FerretDB names itself in ``buildInfo``)."""
+    info = await client.admin.command("buildInfo")
+    return ServerKind.FERRETDB if "ferretdbVersion" in info else ServerKind.MONGODB
 
 
 @dataclass(frozen=True)
@@ -80,6 +118,213 @@ async def ping(client: AsyncMongoClient[Document]) -> None:
     await client.admin.command("ping")
 
 
+@dataclass(frozen=True)
+class BulkOutcome:
+    """What a bulk write did, summed over its commands."""
+
+    matched: int = 0
+    modified: int = 0
+    upserted: int = 0
+    inserted: int = 0
+    deleted: int = 0
+
+    def __add__(self, other: BulkOutcome) -> BulkOutcome:
+        return BulkOutcome(
+            self.matched + other.matched,
+            self.modified + other.modified,
+            self.upserted + other.upserted,
+            self.inserted + other.inserted,
+            self.deleted + other.deleted,
+        )
+
+
+@dataclass(frozen=True)
+class Update:
+    """One update of the documents ``filter`` matches (``update_one`` semantics)."""
+
+    filter: Mapping[str, Any]
+    change: Mapping[str, Any]
+    upsert: bool = False
+
+    def operation(self) -> UpdateOne:
+        """The same update as a bulk-write operation."""
+        return UpdateOne(dict(self.filter), dict(self.change), upsert=self.upsert)
+
+
+class Storage:
+    """A service's database, with the access paths of the server it talks to.
+
+    Stores use ``db`` for plain commands and these methods wherever the fast
+    path differs between MongoDB and FerretDB; nothing else needs to know.
+    """
+
+    def __init__(
+        self,
+        db: AsyncDatabase[Document],
+        *,
+        kind: ServerKind | None = None,
+        lookup_concurrency: int = LOOKUP_CONCURRENCY,
+    ) -> None:
+        self.db = db
+        self._kind = kind
+        self._lookups = asyncio.Semaphore(lookup_concurrency)
+
+    def __getitem__(self, name: str) -> AsyncCollection[Document]:
+        return self.db[name]
+
+    async def server(self) -> ServerKind:
+        """The server's kind, asked once."""
+        if self._kind is None:
+            self._kind = await server_kind(self.db.client)
+        return self._kind
+
+    async def fetch_by_ids(
+        self,
+        collection: str,
+        ids: Iterable[Any],
+        *,
+        projection: Mapping[str, Any] | None = None,
+    ) -> dict[Any, Document]:
+        """The documents with these ids that exist, by id."""
+        found = await self.find_by_values(collection, "_id", ids, projection=projection)
+        return {doc["_id"]: doc for doc in found}
+
+    async def find_by_values(
+        self,
+        collection: str,
+        field_name: str,
+        values: Iterable[Any],
+        *,
+        where: Mapping[str, Any] | None = None,
+        projection: Mapping[str, Any] | None = None,
+    ) -> list[Document]:
+        """Documents whose top-level ``field_name`` equals one of ``values`` (and match ``where``).
+
+        ``field_name`` should be indexed; ``where`` should hold equalities on
+        top-level scalar fields only, so that FerretDB serves every lookup
+        from an index.
+        """
+        wanted = list(dict.fromkeys(values))
+        if not wanted:
+            return []
+        coll = self.db[collection]
+        extra = dict(where or {})
+        proj = dict(projection) if projection is not None else None
+        if await self.server() is ServerKind.MONGODB:
+            query = {field_name: {"$in": wanted}, **extra}
+            return [doc async for doc in coll.find(query, proj)]
+
+        async def lookup(value: Any) -> list[Document]:
+            async with self._lookups:
+                return [doc async for doc in coll.find({field_name: value, **extra}, proj)]
+
+        results = await asyncio.gather(*(lookup(v) for v in wanted))
+        return [doc for docs in results for doc in docs]
+
+    async def each_concurrently(
+        self, items: Iterable[T], operation: Callable[[T], Awaitable[Any]]
+    ) -> list[Any]:
+        """Run ``operation`` on every item, as many at once as this storage allows."""
+
+        async def bounded(item: T) -> Any:
+            async with self._lookups:
+                return await operation(item)
+
+        return list(await asyncio.gather(*(bounded(i) for i in items)))
+
+    async def update_each(self, collection: str, updates: Sequence[Update]) -> BulkOutcome:
+        """Apply updates; those with the same ``_id`` in their filter keep their order.
+
+        Updates of different documents are independent: on FerretDB they run
+        concurrently, so when one fails, which of the others applied is unknown
+        (as with MongoDB's unordered bulk writes). Callers re-apply idempotently.
+        """
+        if not updates:
+            return BulkOutcome()
+        if await self.server() is ServerKind.MONGODB:
+            return await _bulk_in_chunks(
+                self.db[collection], [u.operation() for u in updates], MONGODB_BULK_OPERATIONS
+            )
+        coll = self.db[collection]
+        by_document: dict[Any, list[Update]] = {}
+        for update in updates:
+            key = update.filter.get("_id")
+            by_document.setdefault(key if isinstance(key, str | int) else repr(key), []).append(
+                update
+            )
+
+        async def apply_in_order(own: list[Update]) -> BulkOutcome:
+            outcome = BulkOutcome()
+            for u in own:
+                async with self._lookups:
+                    result = await coll.update_one(dict(u.filter), dict(u.change), upsert=u.upsert)
+                outcome = outcome + BulkOutcome(
+                    matched=result.matched_count,
+                    modified=result.modified_count,
+                    upserted=int(result.upserted_id is not None),
+                )
+            return outcome
+
+        total = BulkOutcome()
+        for outcome in await asyncio.gather(*(apply_in_order(g) for g in by_document.values())):
+            total = total + outcome
+        return total
+
+    async def bulk_write(
+        self, collection: str, operations: Sequence[WriteOperation]
+    ) -> BulkOutcome:
+        """Apply write operations in order, in as many commands as the server needs.
+
+        A failure stops at the failing operation; those before it stay applied.
+        """
+        if not operations:
+            return BulkOutcome()
+        coll = self.db[collection]
+        if await self.server() is ServerKind.MONGODB:
+            return await _bulk_in_chunks(coll, operations, MONGODB_BULK_OPERATIONS)
+        return await _bulk_in_chunks(coll, operations, MAX_BULK_OPERATIONS)
+
+    async def insert_once(self, collection: str, documents: Sequence[Document]) -> set[int]:
+        """Insert documents by id unless present; returns the positions this call inserted.
+
+        Unordered inserts, duplicates tolerated: a redelivered id (or one a racing
+        instance inserted first) is already there, which is all the caller wanted.
+        A unique-key insert is the one write every MongoDB-protocol server decides
+        atomically, so the positions returned are won by this caller alone.
+        """
+        inserted: set[int] = set()
+        coll = self.db[collection]
+        for start in range(0, len(documents), INSERT_CHUNK):
+            chunk = list(documents[start : start + INSERT_CHUNK])
+            try:
+                await coll.insert_many(chunk, ordered=False)
+            except BulkWriteError as error:
+                errors = error.details.get("writeErrors", [])
+                if not errors or any(e.get("code") != DUPLICATE_KEY for e in errors):
+                    raise
+                failed = {int(e["index"]) for e in errors}
+                inserted.update(start + i for i in range(len(chunk)) if i not in failed)
+                continue
+            inserted.update(range(start, start + len(chunk)))
+        return inserted
+
+
+async def _bulk_in_chunks(
+    collection: AsyncCollection[Document], operations: Sequence[WriteOperation], size: int
+) -> BulkOutcome:
+    outcome = BulkOutcome()
+    for start in range(0, len(operations), size):
+        result = await collection.bulk_write(list(operations[start : start + size]), ordered=True)
+        outcome = outcome + BulkOutcome(
+            matched=result.matched_count,
+            modified=result.modified_count,
+            upserted=result.upserted_count,
+            inserted=result.inserted_count,
+            deleted=result.deleted_count,
+        )
+    return outcome
+
+
 async def bulk_write_chunked(
     collection: AsyncCollection[Document],
     operations: Sequence[WriteOperation],
@@ -87,5 +332,4 @@ async def bulk_write_chunked(
     chunk_size: int = MAX_BULK_OPERATIONS,
 ) -> None:
     """Apply write operations in order, at most ``chunk_size`` per bulk command."""
-    for start in range(0, len(operations), chunk_size):
-        await collection.bulk_write(list(operations[start : start + chunk_size]), ordered=True)
+    await _bulk_in_chunks(collection, operations, chunk_size)

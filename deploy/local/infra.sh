@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Local infrastructure for development, tests and the demo, without Docker:
-# a single-node Apache Kafka (KRaft) from Maven Central and FerretDB (SQLite
-# backend) built from the Go module proxy, both on loopback.
+# a single-node Apache Kafka (KRaft) from Maven Central, and FerretDB built from
+# the Go module proxy on Debian's PostgreSQL 15, all on loopback.
 #
 #   deploy/local/infra.sh install   fetch/build what is missing (cached)
-#   deploy/local/infra.sh start     install, start both, wait until ready (idempotent)
-#   deploy/local/infra.sh stop      stop both cleanly
+#   deploy/local/infra.sh start     install, start all three, wait until ready (idempotent)
+#   deploy/local/infra.sh stop      stop them cleanly
 #   deploy/local/infra.sh status    say what runs where
 #   deploy/local/infra.sh reset     stop and delete the data of this state dir
 #
@@ -16,6 +16,13 @@
 #   HUITOU_KAFKA_CONTROLLER_PORT                   (default HUITOU_KAFKA_PORT+1)
 #   HUITOU_MONGO_PORT   MongoDB wire protocol      (default 27017)
 #   HUITOU_KAFKA_HEAP   broker JVM heap            (default 512m)
+#   HUITOU_PG_BIN       PostgreSQL's programs      (default /usr/lib/postgresql/15/bin)
+#   HUITOU_PG_POOL      FerretDB's PostgreSQL connection pool (default 200)
+#
+# PostgreSQL listens on a Unix socket of its own only (no TCP port). It refuses
+# to run as root, so as root it runs as the `postgres` user, and its cluster
+# lives in /var/tmp/huitou-postgres/<id of the state dir> (linked from the state
+# dir), because the postgres user cannot enter root's home.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -27,6 +34,16 @@ controller_port=${HUITOU_KAFKA_CONTROLLER_PORT:-$((kafka_port + 1))}
 mongo_port=${HUITOU_MONGO_PORT:-27017}
 kafka_heap=${HUITOU_KAFKA_HEAP:-512m}
 kafka_libs=$cache/kafka-$KAFKA_VERSION/libs
+pg_bin=${HUITOU_PG_BIN:-/usr/lib/postgresql/15/bin}
+pg_pool=${HUITOU_PG_POOL:-200}
+if [[ $(id -u) == 0 ]]; then
+  pg_dir=/var/tmp/huitou-postgres/$(printf '%s' "$state" | sha256sum | cut -c1-12)
+else
+  pg_dir=$state/postgres
+fi
+pg_data=$pg_dir/data
+pg_socket=$pg_dir/run
+pg_database=ferretdb
 ferretdb_bin=$cache/bin/ferretdb-launcher-$(sha256sum "$here/ferretdb/go.sum" "$here/ferretdb/main.go" | sha256sum | cut -c1-12)
 
 log() { printf '[infra] %s\n' "$*" >&2; }
@@ -59,6 +76,75 @@ install_ferretdb() {
       GOCACHE="$cache/gocache" go build -o "$ferretdb_bin.tmp" .) \
     || die "could not build the FerretDB launcher (see the output above)"
   mv "$ferretdb_bin.tmp" "$ferretdb_bin"
+}
+
+install_postgres() {
+  if [[ -x $pg_bin/postgres ]]; then return; fi
+  if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+    log "installing PostgreSQL 15 from Debian's packages"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends postgresql-15 >/dev/null \
+      || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends postgresql-15 >/dev/null; } \
+      || die "could not install postgresql-15 with apt-get"
+  fi
+  [[ -x $pg_bin/postgres ]] || die "PostgreSQL 15 not found in $pg_bin: install postgresql-15 (apt-get install postgresql-15) or set HUITOU_PG_BIN"
+}
+
+# PostgreSQL's programs run as the postgres user when we are root.
+as_pg() {
+  if [[ $(id -u) == 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+psql_ferretdb() {
+  "$pg_bin/psql" -X -q -v ON_ERROR_STOP=1 -h "$pg_socket" -U postgres "$@"
+}
+
+postgres_config() {
+  mkdir -p "$state/logs"
+  if [[ ! -f $pg_data/PG_VERSION ]]; then
+    mkdir -p "$pg_dir"
+    [[ $(id -u) == 0 ]] && chown postgres: "$pg_dir" && chmod 700 "$pg_dir"
+    [[ $pg_dir == "$state/postgres" ]] || ln -sfn "$pg_dir" "$state/postgres"
+    as_pg "$pg_bin/initdb" -D "$pg_data" -U postgres -E UTF8 --locale=C.UTF-8 --auth=trust \
+      >"$state/logs/postgres-initdb.log" 2>&1 \
+      || die "initdb failed: $(tail -5 "$state/logs/postgres-initdb.log")"
+    echo "include = 'huitou.conf'" | as_pg tee -a "$pg_data/postgresql.conf" >/dev/null
+  fi
+  as_pg mkdir -p "$pg_socket"
+  # A local test server: durability off, equality pushdown planned with its real values.
+  as_pg tee "$pg_data/huitou.conf" >/dev/null <<CONF
+listen_addresses = ''
+unix_socket_directories = '$pg_socket'
+max_connections = $((pg_pool + 50))
+shared_buffers = 256MB
+work_mem = 16MB
+fsync = off
+synchronous_commit = off
+full_page_writes = off
+plan_cache_mode = force_custom_plan
+log_min_duration_statement = -1
+CONF
+}
+
+start_postgres() {
+  if as_pg "$pg_bin/pg_ctl" -D "$pg_data" status >/dev/null 2>&1; then
+    log "postgresql already running ($pg_data)"; return
+  fi
+  postgres_config
+  log "starting postgresql (socket $pg_socket, log: $state/logs/postgres.log)"
+  as_pg "$pg_bin/pg_ctl" -D "$pg_data" -l "$pg_dir/postgres.log" -w -t 60 start >/dev/null \
+    || die "postgresql did not start: $(tail -5 "$pg_dir/postgres.log")"
+  ln -sfn "$pg_dir/postgres.log" "$state/logs/postgres.log"
+  if [[ -z $(psql_ferretdb -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = '$pg_database'") ]]; then
+    psql_ferretdb -d postgres -c "CREATE DATABASE $pg_database"
+  fi
+  psql_ferretdb -d "$pg_database" -f "$here/postgres/mirror-indexes.sql" >/dev/null
+}
+
+stop_postgres() {
+  [[ -f $pg_data/PG_VERSION ]] || return 0
+  as_pg "$pg_bin/pg_ctl" -D "$pg_data" status >/dev/null 2>&1 || return 0
+  log "stopping postgresql"
+  as_pg "$pg_bin/pg_ctl" -D "$pg_data" -m fast -w -t 60 stop >/dev/null
 }
 
 kafka_config() {
@@ -123,9 +209,10 @@ start_ferretdb() {
   local pidfile=$state/ferretdb.pid
   if pid_alive "$pidfile"; then log "ferretdb already running (pid $(cat "$pidfile"), port $mongo_port)"; return; fi
   port_open "$mongo_port" && die "port $mongo_port is taken by another process; set HUITOU_MONGO_PORT"
-  mkdir -p "$state/ferretdb" "$state/logs"
+  mkdir -p "$state/logs"
   log "starting ferretdb on 127.0.0.1:$mongo_port (log: $state/logs/ferretdb.log)"
-  nohup "$ferretdb_bin" -listen "127.0.0.1:$mongo_port" -dir "$state/ferretdb" \
+  nohup "$ferretdb_bin" -listen "127.0.0.1:$mongo_port" \
+    -postgresql-url "postgres://postgres@/$pg_database?host=$pg_socket&pool_max_conns=$pg_pool" \
     >"$state/logs/ferretdb.log" 2>&1 &
   echo $! > "$pidfile"
 }
@@ -165,17 +252,22 @@ status() {
     if pid_alive "$state/$name.pid"; then echo "$name: running (pid $(cat "$state/$name.pid"))"
     else echo "$name: stopped"; fi
   done
+  if [[ -f $pg_data/PG_VERSION ]] && as_pg "$pg_bin/pg_ctl" -D "$pg_data" status >/dev/null 2>&1; then
+    echo "postgresql: running ($pg_data)"
+  else echo "postgresql: stopped"; fi
   echo "state dir: $state"
 }
 
 case ${1:-} in
-  install) install_kafka; install_ferretdb ;;
+  install) install_kafka; install_ferretdb; install_postgres ;;
   start)
-    install_kafka; install_ferretdb
+    install_kafka; install_ferretdb; install_postgres
     mkdir -p "$state"
-    start_ferretdb; start_kafka; wait_ready ;;
-  stop) stop_one kafka; stop_one ferretdb ;;
+    start_postgres; start_ferretdb; start_kafka; wait_ready ;;
+  stop) stop_one kafka; stop_one ferretdb; stop_postgres ;;
   status) status ;;
-  reset) stop_one kafka; stop_one ferretdb; rm -rf "$state"; log "removed $state" ;;
-  *) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  reset)
+    stop_one kafka; stop_one ferretdb; stop_postgres
+    rm -rf "$state" "$pg_dir"; log "removed $state" ;;
+  *) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

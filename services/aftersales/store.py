@@ -228,7 +228,11 @@ class AftersalesStore:
 
     async def tickets_for_register(self, query: Document) -> AsyncIterator[Document]:
         """Tickets for a register export, in register order."""
-        cursor = self._db[TICKETS].find(query, {"history": 0, "outbox": 0}).sort("opened_at", 1)
+        cursor = (
+            self._db[TICKETS]
+            .find(query, {"history": 0, "outbox": 0})
+            .sort([("opened_at", 1), ("_id", 1)])
+        )
         async for doc in cursor:
             yield doc
 

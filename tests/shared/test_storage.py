@@ -6,7 +6,17 @@ import pytest
 from pymongo import AsyncMongoClient, UpdateOne
 from pymongo.errors import DuplicateKeyError
 
-from shared.storage import Document, IndexSpec, bulk_write_chunked, ensure_indexes
+from shared.storage import (
+    BulkOutcome,
+    Document,
+    IndexSpec,
+    ServerKind,
+    Storage,
+    Update,
+    bulk_write_chunked,
+    ensure_indexes,
+    server_kind,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -37,3 +47,82 @@ async def test_index_bootstrap_is_idempotent_and_unique_indexes_hold(
     await db["tickets"].insert_one({"complaint_id": "CMP-1"})
     with pytest.raises(DuplicateKeyError):
         await db["tickets"].insert_one({"complaint_id": "CMP-1"})
+
+
+async def test_server_kind_is_read_from_build_info(mongo: AsyncMongoClient[Document]) -> None:
+    # The suite runs on FerretDB; MongoDB's buildInfo has no ferretdbVersion.
+    assert await server_kind(mongo) is ServerKind.FERRETDB
+
+
+@pytest.mark.parametrize("kind", [ServerKind.MONGODB, ServerKind.FERRETDB])
+async def test_both_access_paths_find_the_same_documents(
+    mongo: AsyncMongoClient[Document], database_name: str, kind: ServerKind
+) -> None:
+    # The MongoDB path ($in) also runs on FerretDB, only slower: both must agree.
+    storage = Storage(mongo[database_name], kind=kind)
+    await ensure_indexes(storage.db, [IndexSpec("orders", [("customer_id", 1)], name="by_c")])
+    await storage.db["orders"].insert_many(
+        [
+            {"_id": f"O{n}", "customer_id": f"C{n % 3}", "state": "open" if n % 2 else "closed"}
+            for n in range(12)
+        ]
+    )
+
+    found = await storage.fetch_by_ids("orders", ["O1", "O5", "O5", "missing"])
+    assert sorted(found) == ["O1", "O5"]
+    assert found["O5"]["customer_id"] == "C2"
+
+    by_customer = await storage.find_by_values(
+        "orders", "customer_id", ["C0", "C2"], where={"state": "open"}, projection={"_id": 1}
+    )
+    assert sorted(d["_id"] for d in by_customer) == ["O11", "O3", "O5", "O9"]
+    assert all(set(d) == {"_id"} for d in by_customer)
+    assert await storage.fetch_by_ids("orders", []) == {}
+
+
+@pytest.mark.parametrize("kind", [ServerKind.MONGODB, ServerKind.FERRETDB])
+async def test_bulk_writes_keep_order_per_document_and_count(
+    mongo: AsyncMongoClient[Document], database_name: str, kind: ServerKind
+) -> None:
+    storage = Storage(mongo[database_name], kind=kind)
+    await storage.db["accounts"].insert_many([{"_id": f"C{n}", "balance": 0} for n in range(60)])
+    operations = [
+        op
+        for n in range(60)
+        for op in (
+            UpdateOne({"_id": f"C{n}"}, {"$set": {"balance": 5}}),
+            UpdateOne({"_id": f"C{n}"}, {"$inc": {"balance": n}}),
+        )
+    ]
+    outcome = await storage.bulk_write("accounts", operations)
+    assert (outcome.matched, outcome.modified) == (120, 120)
+    balances = {d["_id"]: d["balance"] async for d in storage.db["accounts"].find({})}
+    assert balances == {f"C{n}": 5 + n for n in range(60)}
+
+
+async def test_insert_once_reports_what_this_call_inserted(
+    mongo: AsyncMongoClient[Document], database_name: str
+) -> None:
+    storage = Storage(mongo[database_name])
+    assert await storage.insert_once("claims", [{"_id": "a"}, {"_id": "b"}]) == {0, 1}
+    assert await storage.insert_once("claims", [{"_id": "b"}, {"_id": "c"}, {"_id": "a"}]) == {1}
+    assert await storage.db["claims"].count_documents({}) == 3
+
+
+@pytest.mark.parametrize("kind", [ServerKind.MONGODB, ServerKind.FERRETDB])
+async def test_updates_of_one_document_keep_their_order_and_upserts_count(
+    mongo: AsyncMongoClient[Document], database_name: str, kind: ServerKind
+) -> None:
+    storage = Storage(mongo[database_name], kind=kind)
+    await storage.db["views"].insert_many([{"_id": f"C{n}", "seen": []} for n in range(40)])
+    updates = [Update({"_id": f"C{n % 40}"}, {"$push": {"seen": n}}) for n in range(120)] + [
+        Update({"_id": "NEW"}, {"$set": {"seen": [0]}}, upsert=True)
+    ]
+
+    outcome = await storage.update_each("views", updates)
+
+    assert (outcome.matched, outcome.modified, outcome.upserted) == (120, 120, 1)
+    seen = {d["_id"]: d["seen"] async for d in storage.db["views"].find({})}
+    assert seen["C7"] == [7, 47, 87]
+    assert seen["NEW"] == [0]
+    assert await storage.update_each("views", []) == BulkOutcome()
