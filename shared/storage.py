@@ -23,13 +23,15 @@ from __future__ import annotations
 
 import asyncio
 import enum
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from bson import ObjectId
 from bson.codec_options import CodecOptions
-from pymongo import AsyncMongoClient
+from pymongo import AsyncMongoClient, monitoring
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
@@ -64,7 +66,12 @@ class ServerKind(enum.StrEnum):
 
 
 def mongo_client(
-    uri: str, *, app_name: str, timeout_ms: int = 5000, socket_timeout_ms: int = 60_000
+    uri: str,
+    *,
+    app_name: str,
+    timeout_ms: int = 5000,
+    socket_timeout_ms: int = 60_000,
+    listeners: Sequence[monitoring.CommandListener] = (),
 ) -> AsyncMongoClient[Document]:
     """A client with aware UTC datetimes that fails fast when the server is gone or hangs.
 
@@ -80,6 +87,7 @@ def mongo_client(
         connectTimeoutMS=timeout_ms,
         socketTimeoutMS=socket_timeout_ms,
         maxPoolSize=max(100, LOOKUP_CONCURRENCY * 4),
+        event_listeners=list(listeners),
     )
 
 
@@ -333,3 +341,108 @@ async def bulk_write_chunked(
 ) -> None:
     """Apply write operations in order, at most ``chunk_size`` per bulk command."""
     await _bulk_in_chunks(collection, operations, chunk_size)
+
+
+# Query shapes -----------------------------------------------------------------------------
+
+
+def scan_reasons(query: Mapping[str, Any], indexed: Iterable[str] | None = None) -> list[str]:
+    """Why FerretDB would read a whole collection for this filter (empty: it would not).
+
+    FerretDB 1.24 on PostgreSQL pushes down an equality (plain or ``$eq``) on a
+    top-level field whose value is a string, number, boolean, ObjectId or date; one
+    such equality on an indexed field (``_id`` always is; ``indexed`` names the
+    others, all top-level fields if None) makes the query index-served, and every
+    other condition is then checked on the few documents it selects. Anything else
+    (``$in``, ``$or``, ranges, dotted paths, sub-documents, null) is evaluated in
+    FerretDB over every document of the collection.
+    """
+    fields = None if indexed is None else {"_id", *indexed}
+    reasons: list[str] = []
+    for key, value in query.items():
+        if isinstance(value, Mapping) and set(value) == {"$eq"}:
+            value = value["$eq"]
+        if key.startswith("$"):
+            reasons.append(f"{key} is not pushed down")
+        elif "." in key:
+            reasons.append(f"{key}: dotted paths are not pushed down")
+        elif isinstance(value, Mapping):
+            reasons.append(f"{key}: {', '.join(sorted(value))} is not pushed down")
+        elif value is None or not isinstance(value, _PUSHED_DOWN_SCALARS):
+            reasons.append(f"{key}: a {type(value).__name__} value is not pushed down")
+        elif fields is not None and key not in fields:
+            reasons.append(f"{key}: pushed down, but not indexed")
+        else:
+            return []
+    return reasons or ["no condition: the whole collection"]
+
+
+_PUSHED_DOWN_SCALARS = (str, int, float, bool, ObjectId, datetime)
+
+
+class CommandLog(monitoring.CommandListener):
+    """Records the commands a client sends: how many of each, and every filter they select by.
+
+    For benchmarks (round trips per event) and tests (every hot-path query index-served).
+    """
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+        self.filters: list[tuple[str, str, Document]] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        """Count the command and keep the filters it selects documents with."""
+        name = event.command_name
+        if name in ("endSessions", "hello", "isMaster", "ping", "buildInfo", "getMore"):
+            return
+        self.counts[name] += 1
+        command = event.command
+        collection = str(command.get(name, ""))
+        selections: list[Any] = []
+        if name in ("find", "count", "findAndModify"):
+            selections = [command.get("filter", command.get("query"))]
+        elif name == "update":
+            selections = [s.get("q") for s in command.get("updates", [])]
+        elif name == "delete":
+            selections = [s.get("q") for s in command.get("deletes", [])]
+        elif name == "aggregate":
+            pipeline = command.get("pipeline") or [{}]
+            selections = [pipeline[0].get("$match", {})]
+        self.filters.extend((name, collection, dict(q or {})) for q in selections)
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        """Nothing to record."""
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        """Nothing to record."""
+
+    def total(self) -> int:
+        """Commands sent."""
+        return sum(self.counts.values())
+
+    def scans(
+        self, indexed: Mapping[str, Iterable[str]] | None = None
+    ) -> list[tuple[str, str, Document, list[str]]]:
+        """Every recorded filter that would make FerretDB read a whole collection, with why.
+
+        ``indexed`` maps collection names to their indexed fields (see ``indexed_fields``).
+        """
+        found = []
+        for name, collection, query in self.filters:
+            fields = None if indexed is None else indexed.get(collection, ())
+            if reasons := scan_reasons(query, fields):
+                found.append((name, collection, query, reasons))
+        return found
+
+    def clear(self) -> None:
+        """Forget what was recorded."""
+        self.counts.clear()
+        self.filters.clear()
+
+
+def indexed_fields(specs: Iterable[IndexSpec]) -> dict[str, set[str]]:
+    """The top-level fields each collection has an index on (any key of any index)."""
+    fields: dict[str, set[str]] = {}
+    for spec in specs:
+        fields.setdefault(spec.collection, set()).update(k for k, _ in spec.keys if "." not in k)
+    return fields

@@ -8,6 +8,7 @@ from pymongo.errors import DuplicateKeyError
 
 from shared.storage import (
     BulkOutcome,
+    CommandLog,
     Document,
     IndexSpec,
     ServerKind,
@@ -15,6 +16,9 @@ from shared.storage import (
     Update,
     bulk_write_chunked,
     ensure_indexes,
+    indexed_fields,
+    mongo_client,
+    scan_reasons,
     server_kind,
 )
 
@@ -126,3 +130,43 @@ async def test_updates_of_one_document_keep_their_order_and_upserts_count(
     assert seen["C7"] == [7, 47, 87]
     assert seen["NEW"] == [0]
     assert await storage.update_each("views", []) == BulkOutcome()
+
+
+@pytest.mark.unit
+def test_scan_reasons_name_what_ferretdb_cannot_serve_from_an_index() -> None:
+    indexed = {"customer_id", "bucket"}
+    assert scan_reasons({"_id": "C1", "version": 3}, indexed) == []
+    assert scan_reasons({"customer_id": {"$eq": "C1"}, "at": {"$gt": 5}}, indexed) == []
+    assert scan_reasons({"bucket": "2026-12-01T10:00", "status": "pending"}, indexed) == []
+    assert scan_reasons({"customer_id": {"$in": ["C1", "C2"]}}, indexed) == [
+        "customer_id: $in is not pushed down"
+    ]
+    assert scan_reasons({"status": "pending"}, indexed) == ["status: pushed down, but not indexed"]
+    assert scan_reasons({"$or": [{"a": 1}]}, indexed) == ["$or is not pushed down"]
+    assert scan_reasons({"stats.orders": 1, "erased": None}, indexed) == [
+        "stats.orders: dotted paths are not pushed down",
+        "erased: a NoneType value is not pushed down",
+    ]
+    assert scan_reasons({}, indexed) == ["no condition: the whole collection"]
+
+
+async def test_the_command_log_counts_round_trips_and_finds_scans(
+    infra: dict[str, str], database_name: str
+) -> None:
+    log = CommandLog()
+    client = mongo_client(infra["mongo"], app_name="huitou-tests", listeners=[log])
+    try:
+        storage = Storage(client[database_name])
+        specs = [IndexSpec("orders", [("customer_id", 1), ("at", 1)], name="by_customer")]
+        await storage.db["orders"].insert_many(
+            [{"_id": f"O{n}", "customer_id": "C"} for n in range(3)]
+        )
+        log.clear()
+        await storage.fetch_by_ids("orders", ["O1", "O2"])
+        await storage.db["orders"].find_one({"customer_id": {"$in": ["C"]}})
+        await storage.update_each("orders", [Update({"_id": "O1"}, {"$set": {"x": 1}})])
+        assert log.counts["find"] == 3 and log.counts["update"] == 1
+        scans = log.scans(indexed_fields(specs))
+        assert [(name, collection) for name, collection, _, _ in scans] == [("find", "orders")]
+    finally:
+        await client.close()
