@@ -28,19 +28,26 @@ log = structlog.get_logger("huitou.jobs")
 
 @dataclass
 class JobRun:
-    """What one run of a job touched: documents read and written."""
+    """What one run of a job touched: documents read and written, and items that were due.
+
+    ``due`` counts what the run had to handle (items due, records changed); a run that costs
+    what is due reads and writes a small constant times that, however much exists.
+    """
 
     read: int = 0
     written: int = 0
+    due: int = 0
 
-    def count(self, *, read: int = 0, written: int = 0) -> None:
-        """Add documents read and written to this run's tally."""
+    def count(self, *, read: int = 0, written: int = 0, due: int = 0) -> None:
+        """Add documents read and written, and items due, to this run's tally."""
         self.read += read
         self.written += written
+        self.due += due
 
     def __iadd__(self, other: JobRun) -> JobRun:
         self.read += other.read
         self.written += other.written
+        self.due += other.due
         return self
 
 
@@ -85,6 +92,12 @@ class JobMetrics:
             labels,
             registry=registry,
         )
+        self.last_due = Gauge(
+            "huitou_job_last_run_items_due",
+            "Items due (to handle) in the job's last run",
+            labels,
+            registry=registry,
+        )
         self.last_seconds = Gauge(
             "huitou_job_last_run_seconds",
             "Duration of the job's last run",
@@ -100,6 +113,7 @@ class JobMetrics:
         self.written.labels(self.service, job).inc(run.written)
         self.last_read.labels(self.service, job).set(run.read)
         self.last_written.labels(self.service, job).set(run.written)
+        self.last_due.labels(self.service, job).set(run.due)
         self.last_seconds.labels(self.service, job).set(seconds)
 
     def record_failure(self, job: str) -> None:

@@ -22,6 +22,9 @@ class ServiceSettings(BaseSettings):
     # Prepended to every topic name and consumer group: lets tests and demos
     # share one broker without seeing each other's messages.
     topic_prefix: str = ""
+    # The consumer group; by default `<prefix>huitou-<service>`. Another group re-reads the
+    # same topics from the start (a second deployment, a benchmark of one service alone).
+    consumer_group: str | None = None
     http_host: str = "127.0.0.1"
     http_port: int = Field(8000, ge=0, le=65535)  # 0: any free port
     log_format: Literal["auto", "json", "console"] = "auto"
@@ -34,6 +37,10 @@ class ServiceSettings(BaseSettings):
     def topic(self, name: str) -> str:
         """The physical topic name for a contract topic name."""
         return f"{self.topic_prefix}{name}"
+
+    def group(self, service: str) -> str:
+        """The consumer group of a service's instances."""
+        return self.consumer_group or f"{self.topic_prefix}huitou-{service}"
 
 
 SettingsT = TypeVar("SettingsT", bound=ServiceSettings)

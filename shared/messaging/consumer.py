@@ -267,7 +267,7 @@ def subscribe_batches(
 
     @broker.subscriber(
         *(settings.topic(t.name) for t in topics),
-        group_id=f"{prefix}huitou-{processor.service}",
+        group_id=settings.group(processor.service),
         batch=True,
         max_records=settings.consumer_max_records,
         batch_timeout_ms=settings.consumer_batch_timeout_ms,

@@ -61,3 +61,11 @@ def test_an_unreadable_policy_says_so(tmp_path: Path) -> None:
     path.write_text("{not json")
     with pytest.raises(PolicyError, match="care policy"):
         load_policy_file(ExamplePolicy, path, service="care")
+
+
+@pytest.mark.unit
+def test_the_consumer_group_follows_the_prefix_unless_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HUITOU_TOPIC_PREFIX", "demo.")
+    assert ServiceSettings().group("loyalty") == "demo.huitou-loyalty"
+    monkeypatch.setenv("HUITOU_CONSUMER_GROUP", "loyalty-replay-2")
+    assert ServiceSettings().group("loyalty") == "loyalty-replay-2"
