@@ -117,6 +117,27 @@ async def test_a_poison_event_is_isolated_and_its_neighbours_still_land() -> Non
     assert letter.offset == 2 and "KeyError" in letter.error
 
 
+async def test_a_poison_event_in_a_big_batch_costs_a_few_attempts_not_one_per_record() -> None:
+    attempts: list[int] = []
+    landed: list[str] = []
+
+    async def handle(batch: Sequence[Inbound]) -> Sequence[Rejection]:
+        attempts.append(len(batch))
+        if any(i.event.event_id == "p-300" for i in batch):
+            raise KeyError("bug triggered by p-300")
+        landed.extend(i.event.event_id for i in batch)
+        return []
+
+    processor, publisher, _ = make_processor(handle)
+    await processor.process([delivery(n, purchase(f"p-{n}").to_bytes()) for n in range(500)])
+
+    assert landed == [f"p-{n}" for n in range(500) if n != 300]  # stream order kept
+    (letter,) = [DeadLetter.from_bytes(v) for _, _, v in publisher.sent]
+    assert letter.offset == 300
+    # The whole batch, two halves per level of a 500-record bisection, the poison alone.
+    assert len(attempts) <= 1 + 2 * 9 + 1
+
+
 async def test_rule_violations_go_to_the_dead_letter_topic() -> None:
     async def handle(batch: Sequence[Inbound]) -> Sequence[Rejection]:
         for item in batch:
