@@ -1,6 +1,6 @@
 """The main job: the whole system on local infrastructure, fed a sample store chain.
 
-Run through `./huitou demo`, which starts a fresh Kafka and FerretDB first.
+Run through `./huitou demo`, which starts a fresh Kafka and FerretDB (on PostgreSQL) first.
 Creates the topics, starts every service as its own process, replays a
 generated chain (malformed records included, so dead-lettering shows), waits
 until every consumer group has caught up, prints a summary, and stops.
@@ -162,8 +162,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Command-line entry point."""
     parser = argparse.ArgumentParser(prog="python -m tools.demo", description=__doc__)
     parser.add_argument("--seed", type=int, default=7)
-    # 300 customers keep the run to a few minutes on FerretDB; --customers 3000 works, slowly.
-    parser.add_argument("--customers", type=int, default=300)
+    parser.add_argument("--customers", type=int, default=3000)
     parser.add_argument(
         "--catch-up-timeout", type=float, default=900.0, help="seconds to wait for consumers"
     )

@@ -28,8 +28,8 @@ pytestmark = pytest.mark.integration
 async def test_large_bulk_updates_of_existing_documents_complete(
     mongo: AsyncMongoClient[Document], database_name: str
 ) -> None:
-    # One bulk of >= 100 updates matching existing documents deadlocks FerretDB 1.24's
-    # SQLite backend; chunking must make 300 of them go through.
+    # A bulk command holds one of FerretDB's pooled connections per matched update until
+    # it ends, so one big enough wedges the server; chunking must make 300 go through.
     accounts = mongo[database_name]["accounts"]
     await accounts.insert_many([{"_id": f"C{n:04d}", "balance": n} for n in range(300)])
 
