@@ -8,15 +8,16 @@ No ``from __future__ import annotations`` here: FastAPI must resolve the
 ``Annotated`` caller dependency built inside ``aftersales_router`` at definition time.
 """
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import date
 from typing import Annotated, Any, Literal
 
 import structlog
-from fastapi import APIRouter, Depends, HTTPException, Response
+from fastapi import APIRouter, Depends, HTTPException
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.aftersales import lifecycle
+from services.aftersales import figures, lifecycle
 from services.aftersales.lifecycle import (
     Resolution,
     ResolutionError,
@@ -31,12 +32,12 @@ from services.aftersales.registers import (
     REPAIR_COLUMNS,
     SURVEY_COLUMNS,
     complaint_row,
+    csv_chunks,
     quality_revisit_row,
     repair_row,
     survey_row,
-    to_csv,
 )
-from services.aftersales.store import TICKETS, AftersalesStore, StaleTicket
+from services.aftersales.store import STORAGE_FIELDS, TICKETS, AftersalesStore, StaleTicket
 from services.aftersales.warranty import Reason, WarrantyCase, WarrantyError, evaluate
 from shared.auth import Principal, principal_dependency, require_role
 from shared.clock import Clock
@@ -121,8 +122,17 @@ def _may_see(principal: Principal, ticket: Document) -> bool:
     return principal.works_in(ticket["store_id"])
 
 
+def _figure_scopes(principal: Principal) -> list[str]:
+    """The figures a caller may see: everything, their departments' or their stores'."""
+    if principal.role in ("head_office", "service"):
+        return [figures.EVERYTHING]
+    if principal.role == "department":
+        return [figures.route_scope(r) for r in sorted(principal.departments)]
+    return [figures.store_scope(s) for s in sorted(principal.stores)]
+
+
 def _public(ticket: Document) -> Document:
-    shown = {k: v for k, v in ticket.items() if k not in ("_id", "outbox", "outbox_at", "seq")}
+    shown = {k: v for k, v in ticket.items() if k != "_id" and k not in STORAGE_FIELDS}
     return {"ticket_id": ticket["_id"], **shown}
 
 
@@ -161,11 +171,11 @@ def aftersales_router(
             if change is None:
                 return ticket
             try:
-                updated = await store.apply(change, clock.now())
+                updated = await store.apply(ticket, change, clock.now())
             except StaleTicket:
                 continue
             try:
-                await relay.flush(TICKETS, [ticket_id])
+                await relay.publish(TICKETS, [updated])
             except Exception as error:
                 if not is_transient(error):
                     raise
@@ -176,7 +186,7 @@ def aftersales_router(
 
     @router.get("/stats")
     async def stats() -> dict[str, Any]:
-        return await store.stats()
+        return figures.headline(await store.figures(clock.now()))
 
     @router.get("/queues/{route}")
     async def queue(
@@ -339,7 +349,7 @@ def aftersales_router(
         repair_id = f"RP-{ticket['_id']}"
         existing = await store.repair(repair_id)
         if existing is not None:
-            return {k: v for k, v in existing.items() if k != "_id"}
+            return _public_repair(existing)
         now = clock.now()
         zone = policy.hours_of(ticket["store_id"]).zone()
         decision = None
@@ -361,9 +371,6 @@ def aftersales_router(
             )
         repair = {
             "_id": repair_id,
-            "receipt_number": await store.next_receipt_number(
-                ticket["store_id"], now.astimezone(zone).date()
-            ),
             "ticket_id": ticket["_id"],
             "store_id": ticket["store_id"],
             "customer_id": ticket.get("customer_id"),
@@ -381,13 +388,15 @@ def aftersales_router(
             "received_at": now,
             "received_by": principal.subject,
         }
-        stored = await store.record_repair(repair)
-        return {k: v for k, v in stored.items() if k != "_id"}
+        stored = await store.enter_repair(
+            repair, store_id=ticket["store_id"], day=now.astimezone(zone).date(), now=now
+        )
+        return _public_repair(stored)
 
     @router.get("/registers/{name}.csv")
     async def register(
         name: Literal["complaints", "surveys", "repairs", "quality-revisits"], principal: caller
-    ) -> Response:
+    ) -> StreamingResponse:
         scope = _scope(principal)
         quality_only = name in ("repairs", "quality-revisits")
         if (
@@ -396,9 +405,10 @@ def aftersales_router(
             and "quality" not in principal.departments
         ):
             raise HTTPException(403, f"the {name} register belongs to the quality department")
+        counts = await store.figures(clock.now())
         if name == "repairs":
-            repairs = [r for r in await store.repairs() if _in_scope(principal, r)]
-            text = to_csv(REPAIR_COLUMNS, repairs, repair_row)
+            entries = _scoped_repairs(principal, store.register_repairs(counts))
+            chunks = csv_chunks(REPAIR_COLUMNS, entries, repair_row)
         else:
             query: Document = {}
             columns, row = COMPLAINT_COLUMNS, complaint_row
@@ -408,33 +418,41 @@ def aftersales_router(
             elif name == "quality-revisits":
                 query = {"route": "quality", "status": {"$in": list(lifecycle.DONE_STATUSES)}}
                 columns, row = QUALITY_REVISIT_COLUMNS, quality_revisit_row
-            tickets = [t async for t in store.tickets_for_register({**query, **_and(scope, query)})]
-            text = to_csv(columns, tickets, row)
-        # A byte-order mark, so spreadsheet programs read the Chinese text right.
-        return Response(
-            "\ufeff" + text,
+            tickets = store.register_tickets({**query, **_and(scope, query)}, counts)
+            chunks = csv_chunks(columns, tickets, row)
+        return StreamingResponse(
+            chunks,
             media_type="text/csv; charset=utf-8",
             headers={"Content-Disposition": f'attachment; filename="{name}-register.csv"'},
         )
 
     @router.get("/root-causes")
     async def root_causes(principal: caller) -> dict[str, Any]:
-        scope = _scope(principal)
+        counts = await store.figures(clock.now())
+        scopes = _figure_scopes(principal)
         return {
-            "by_category": await store.counts_by("category", scope),
-            "by_route": await store.counts_by("route", scope),
-            "by_store": await store.counts_by("store_id", scope),
-            "by_sku": await store.counts_by("sku", {**scope, "sku": {"$ne": None}}),
-            "quality_alerts": [{k: v for k, v in a.items()} for a in await store.quality_alerts()],
+            "by_category": figures.breakdown(counts, scopes, "category"),
+            "by_route": figures.breakdown(counts, scopes, "route"),
+            "by_store": figures.breakdown(counts, scopes, "store_id"),
+            "by_sku": figures.breakdown(counts, scopes, "sku"),
+            "quality_alerts": await store.quality_alerts(counts),
         }
 
     return router
 
 
-def _in_scope(principal: Principal, doc: Document) -> bool:
-    if principal.role in ("head_office", "service", "department"):
-        return True
-    return principal.works_in(doc.get("store_id"))
+def _public_repair(repair: Document) -> Document:
+    return {k: v for k, v in repair.items() if k in REPAIR_COLUMNS}
+
+
+async def _scoped_repairs(
+    principal: Principal, repairs: AsyncIterator[Document]
+) -> AsyncIterator[Document]:
+    async for repair in repairs:
+        if principal.role in ("head_office", "service", "department") or principal.works_in(
+            repair.get("store_id")
+        ):
+            yield repair
 
 
 def _and(scope: Document, query: Document) -> Document:

@@ -6,7 +6,7 @@ from fastapi import FastAPI
 
 from services.aftersales.api import aftersales_router
 from services.aftersales.handlers import SUBSCRIBED_TOPICS, on_batch
-from services.aftersales.jobs import sla_watcher
+from services.aftersales.jobs import figures_folder, outbox_sweeper, sla_watcher
 from services.aftersales.outbox import OutboxRelay
 from services.aftersales.policy import AftersalesPolicy, load_policy
 from services.aftersales.settings import AftersalesSettings
@@ -25,22 +25,37 @@ def build_app(
     policy: AftersalesPolicy | None = None,
     run_watcher: bool = True,
 ) -> FastAPI:
-    """The aftersales service as an ASGI app; its lifespan runs the consumer and the watcher.
+    """The aftersales service as an ASGI app; its lifespan runs the consumer and the jobs.
 
-    ``run_watcher=False`` leaves the SLA watcher to the caller (tests drive it by hand).
+    ``run_watcher=False`` leaves the jobs (SLA watcher, outbox sweep, figures fold) to
+    the caller (tests drive them by hand).
     """
     clock = clock or SystemClock()
     policy = policy or load_policy(settings.policy_file)
     runtime = build_runtime(SERVICE, settings, database=settings.database, clock=clock)
-    store = AftersalesStore(runtime.db)
+    store = AftersalesStore(runtime.storage)
     relay = OutboxRelay(store, runtime.publisher, clock)
     consume(runtime, SUBSCRIBED_TOPICS, on_batch(store, relay, policy, clock))
-    jobs = [sla_watcher(store, relay, clock, settings.watch_every_seconds)] if run_watcher else []
+    every = settings.watch_every_seconds
+    jobs = (
+        [
+            sla_watcher(store, relay, clock, every),
+            outbox_sweeper(relay, every),
+            figures_folder(store, clock, every),
+        ]
+        if run_watcher
+        else []
+    )
+
+    async def prepare() -> None:
+        await store.prepare(clock.now())
+
     app = create_service_app(
         runtime,
         title="Huitou aftersales",
         indexes=INDEXES,
         routers=[aftersales_router(store, relay, policy, clock, settings.auth_secret)],
+        on_started=[prepare],
         jobs=jobs,
     )
     app.state.runtime = runtime

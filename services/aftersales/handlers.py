@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -16,7 +17,6 @@ from services.aftersales.rules import (
     EarlierComplaint,
     classify,
     is_repeat,
-    ticket_id_of,
     urgency,
 )
 from services.aftersales.sla import due_after
@@ -24,7 +24,8 @@ from services.aftersales.store import (
     QUALITY_ALERTS,
     TICKETS,
     AftersalesStore,
-    PurchaseLineFacts,
+    SaleFacts,
+    SoldLine,
 )
 from shared.clock import Clock
 from shared.contracts import (
@@ -44,51 +45,74 @@ SUBSCRIBED_TOPICS: tuple[Topic, ...] = (CRM_COMPLAINTS, POS_PURCHASES)
 log = structlog.get_logger("huitou.aftersales")
 
 
-def purchase_line_facts(purchase: Purchase, policy: AftersalesPolicy) -> list[PurchaseLineFacts]:
-    """The facts of a sale's lines warranty needs: no personal data, money in minor units."""
+def sale_facts(purchase: Purchase, policy: AftersalesPolicy) -> SaleFacts:
+    """The facts of a sale warranty needs: no personal data, money in minor units.
+
+    A SKU sold on two lines of one order is remembered by its first line.
+    """
     local_day = purchase.occurred_at.astimezone(policy.hours_of(purchase.store_id).zone()).date()
-    return [
-        PurchaseLineFacts(
-            order_id=purchase.order_id,
-            sku=line.sku,
-            store_id=purchase.store_id,
-            customer_id=purchase.customer_id,
-            category=line.category,
-            material=line.material,
-            purchased_on=local_day,
-            amount_minor=int((line.amount * Decimal(100)).to_integral_value()),
+    lines: dict[str, SoldLine] = {}
+    for line in purchase.lines:
+        lines.setdefault(
+            line.sku,
+            SoldLine(
+                sku=line.sku,
+                category=line.category,
+                material=line.material,
+                amount_minor=int((line.amount * Decimal(100)).to_integral_value()),
+            ),
         )
-        for line in purchase.lines
-    ]
+    return SaleFacts(
+        order_id=purchase.order_id,
+        store_id=purchase.store_id,
+        customer_id=purchase.customer_id,
+        purchased_on=local_day,
+        lines=tuple(lines.values()),
+    )
 
 
 def on_batch(
     store: AftersalesStore, relay: OutboxRelay, policy: AftersalesPolicy, clock: Clock
 ) -> BatchHandler:
-    """The batch handler: record sold lines, open one ticket per complaint, publish."""
+    """The batch handler: record sales, open one ticket per complaint, publish.
+
+    A batch costs one insert for its sales, and for its complaints a lookup per
+    customer and per order named, one insert, an update per new ticket (its outbox
+    published) and a lookup per SKU that may raise a quality alert: however long the
+    history, and every one an equality on an indexed field.
+    """
 
     async def handle(batch: Sequence[Inbound]) -> Sequence[Rejection]:
-        lines: list[PurchaseLineFacts] = []
+        now = clock.now()
+        sales: list[SaleFacts] = []
         complaints: dict[str, Complaint] = {}
         for item in batch:
             event = item.event
             if isinstance(event, Purchase):
-                lines.extend(purchase_line_facts(event, policy))
+                sales.append(sale_facts(event, policy))
             elif isinstance(event, Complaint):
                 complaints.setdefault(event.complaint_id, event)  # duplicates: first wins
-        await store.record_purchase_lines(lines)
+        await store.record_sales(sales, now)
         if not complaints:
             return []
-        ticket_ids = [ticket_id_of(c) for c in complaints]
-        existing = await store.existing_ticket_ids(ticket_ids)
-        new = [c for c in complaints.values() if ticket_id_of(c.complaint_id) not in existing]
-        tickets = await _open_tickets(store, policy, new, clock.now())
-        await store.insert_tickets(tickets)
-        alerts = await _raise_quality_alerts(store, policy, tickets, clock.now())
-        # Existing tickets are flushed too: a crash after insert and before publish left
-        # their outbox pending, and this redelivery is the moment to finish the job.
-        await relay.flush(TICKETS, ticket_ids)
-        await relay.flush(QUALITY_ALERTS, alerts)
+        tickets = await _open_tickets(store, policy, list(complaints.values()), now)
+        inserted = await store.insert_tickets(tickets, now)
+        new = [t for t in tickets if t["_id"] in inserted]
+        for ticket in new:
+            log.info(
+                "ticket_opened",
+                ticket_id=ticket["_id"],
+                route=ticket["route"],
+                category=ticket["category"],
+                urgent=ticket["urgent"],
+            )
+        # A ticket already there (a redelivery) may still hold messages a crash kept from
+        # being published: this redelivery is the moment to finish the job.
+        known = await store.tickets([t["_id"] for t in tickets if t["_id"] not in inserted])
+        alerts = await _raise_quality_alerts(store, policy, [*new, *known.values()], now)
+        pending = [t for t in known.values() if t.get("outbox_at") is not None]
+        await relay.publish(TICKETS, [*new, *pending])
+        await relay.publish(QUALITY_ALERTS, alerts)
         return []
 
     return handle
@@ -97,15 +121,15 @@ def on_batch(
 async def _open_tickets(
     store: AftersalesStore, policy: AftersalesPolicy, complaints: Sequence[Complaint], now: datetime
 ) -> list[Document]:
-    if not complaints:
-        return []
     rules = policy.classification
     since = min(c.occurred_at for c in complaints) - timedelta(days=rules.repeat_window_days)
     customers = sorted({c.customer_id for c in complaints if c.customer_id})
-    earlier = await store.earlier_complaints(customers, since)
-    orders = await store.purchase_lines(sorted({c.order_id for c in complaints if c.order_id}))
+    earlier, orders = await asyncio.gather(
+        store.earlier_complaints(customers, since),
+        store.purchase_lines(sorted({c.order_id for c in complaints if c.order_id})),
+    )
     tickets: list[Document] = []
-    for complaint in sorted(complaints, key=lambda c: c.occurred_at):
+    for complaint in sorted(complaints, key=lambda c: (c.occurred_at, c.complaint_id)):
         history = earlier.setdefault(complaint.customer_id or "", [])
         repeated = bool(complaint.customer_id) and is_repeat(
             complaint, history, rules.repeat_window_days
@@ -124,13 +148,6 @@ async def _open_tickets(
             EarlierComplaint(
                 complaint.complaint_id, complaint.occurred_at, complaint.order_id, ticket["sku"]
             )
-        )
-        log.info(
-            "ticket_opened",
-            ticket_id=ticket["_id"],
-            route=ticket["route"],
-            category=ticket["category"],
-            urgent=ticket["urgent"],
         )
         tickets.append(ticket)
     return tickets
@@ -152,31 +169,43 @@ def _from_the_order(
 
 async def _raise_quality_alerts(
     store: AftersalesStore, policy: AftersalesPolicy, tickets: Sequence[Document], now: datetime
-) -> list[str]:
-    """A recurring defect (N quality complaints on a SKU within D days) raises one alert."""
+) -> list[Document]:
+    """A recurring defect (N quality complaints on a SKU within D days) raises one alert.
+
+    Judged on the complaints' own times, so a redelivered batch raises what a crash
+    kept it from raising, and nothing twice: an alert is a step of the SKU's alert
+    record, won by a unique insert, and none is raised within D days of the last.
+    """
     rule = policy.recurring_defect
     window = timedelta(days=rule.within_days)
     by_sku: dict[str, list[Document]] = {}
-    for ticket in sorted(tickets, key=lambda t: t["opened_at"]):
+    for ticket in sorted(tickets, key=lambda t: (t["opened_at"], t["_id"])):
         if ticket["route"] == "quality" and ticket.get("sku"):
             by_sku.setdefault(ticket["sku"], []).append(ticket)
-    raised: list[str] = []
+    if not by_sku:
+        return []
+    since = min(c[0]["opened_at"] for c in by_sku.values()) - window
+    until = max(c[-1]["opened_at"] for c in by_sku.values())
+    known = await store.quality_complaints_on(sorted(by_sku), since, until)
+    triggers: dict[str, tuple[Document, list[str]]] = {}
     for sku, candidates in by_sku.items():
-        known = await store.quality_complaints_on(
-            sku, candidates[0]["opened_at"] - window, candidates[-1]["opened_at"]
-        )
         # The first complaint of the batch at which the count reaches N triggers the alert.
-        trigger, ids = None, []
         for candidate in candidates:
             at = candidate["opened_at"]
-            ids = [tid for opened, tid in known if at - window <= opened <= at]
+            ids = [tid for opened, tid in known.get(sku, []) if at - window <= opened <= at]
             if len(ids) >= rule.complaints:
-                trigger = candidate
+                triggers[sku] = (candidate, ids)
                 break
-        if trigger is None:
-            continue
+    if not triggers:
+        return []
+    records = await store.alert_records(sorted(triggers))
+    raised: list[Document] = []
+    for sku, (trigger, ids) in sorted(triggers.items()):
         at = trigger["opened_at"]
-        since = at - window
+        record = records.get(sku)
+        last = record.get("last_raised_at") if record is not None else None
+        if last is not None and last >= at - window:
+            continue  # an alert on this SKU was raised recently
         alert_id = f"QA-{sku}-{trigger['_id']}"
         reason = (
             f"recurring defect: {len(ids)} quality complaints on SKU {sku} "
@@ -208,16 +237,15 @@ async def _raise_quality_alerts(
             "within_days": rule.within_days,
             "ticket_ids": ids,
         }
-        claimed = await store.claim_quality_alert(
+        written = await store.raise_alert(
             sku,
-            raised_at=at,
-            quiet_since=since,
-            pending_since=now,
+            record,
             alert=alert,
             message_key="m" + hashlib.sha256(alert_id.encode()).hexdigest()[:16],
             message=outbox_message(AFTERSALES_QUALITY, message),
+            now=now,
         )
-        if claimed:
+        if written is not None:
             log.warning("quality_alert_raised", sku=sku, alert_id=alert_id, complaints=len(ids))
-            raised.append(sku)
+            raised.append(written)
     return raised

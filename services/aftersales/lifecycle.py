@@ -94,6 +94,35 @@ class TicketUpdate:
             fields["outbox_at"] = now
         return {"$set": fields, "$push": {"history": {"$each": self.history}}}
 
+    def applied_to(self, ticket: Document, now: datetime) -> Document:
+        """The ticket as it is once this change is written (what the database will hold)."""
+        after = dict(ticket)
+        for key, value in self.update(now)["$set"].items():
+            head, _, tail = key.partition(".")
+            if tail:
+                after[head] = {**(after.get(head) or {}), tail: value}
+            else:
+                after[head] = value
+        after["history"] = [*(ticket.get("history") or []), *self.history]
+        return after
+
+
+def next_sla_deadline(ticket: Document) -> datetime | None:
+    """The earliest deadline of an open ticket not escalated yet (None: nothing left to watch).
+
+    The same deadlines ``sla.breaches`` reports: the first response until the ticket is
+    acknowledged, and the resolution of the current round.
+    """
+    if ticket["status"] not in OPEN_STATUSES:
+        return None
+    already = ticket.get("sla_breaches") or {}
+    deadlines: list[datetime] = []
+    if ticket.get("acknowledged_at") is None and "first_response" not in already:
+        deadlines.append(ticket["first_response_due"])
+    if f"resolution:{int(ticket.get('reopen_count') or 0) + 1}" not in already:
+        deadlines.append(ticket["resolution_due"])
+    return min(deadlines) if deadlines else None
+
 
 def outbox_message(topic: Topic, event: Event) -> Document:
     """A message waiting in the outbox: logical topic, key and the exact bytes to publish."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -147,11 +147,28 @@ def _yes_no(value: bool | None) -> str:
     return "unknown" if value is None else ("yes" if value else "no")
 
 
-def to_csv(columns: Sequence[str], docs: Iterable[Document], row: Callable[[Document], Row]) -> str:
-    """A register as CSV text with a header line."""
+async def csv_chunks(
+    columns: Sequence[str],
+    docs: AsyncIterator[Document],
+    row: Callable[[Document], Row],
+    *,
+    rows_per_chunk: int = 200,
+) -> AsyncIterator[str]:
+    """A register as CSV text in chunks, as its documents arrive: never the whole file at once.
+
+    The first chunk starts with a byte-order mark, so spreadsheet programs read the
+    Chinese text right, and the header line.
+    """
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=list(columns), lineterminator="\n")
+    out.write("\ufeff")
     writer.writeheader()
-    for doc in docs:
+    written = 0
+    async for doc in docs:
         writer.writerow(row(doc))
-    return out.getvalue()
+        written += 1
+        if written % rows_per_chunk == 0:
+            yield out.getvalue()
+            out.seek(0)
+            out.truncate()
+    yield out.getvalue()

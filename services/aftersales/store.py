@@ -1,121 +1,268 @@
-"""The aftersales database: tickets (with their outbox), purchase lines, repairs, quality alerts."""
+"""The aftersales database: tickets (with their outbox), sales, repairs, quality alerts, figures.
+
+Every query selects by an equality on an indexed top-level field (FerretDB serves
+those from an index and reads every document of the collection for anything
+else): tickets by id, customer, work queue, register day, SKU-month, due bucket;
+sales by order id. Ranges only ever sit next to such an equality. Due work (SLA
+deadlines, stuck outboxes) is filed under time-bucket keys (``shared.schedule``);
+figures are kept incrementally (``services.aftersales.tally``).
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+import contextlib
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from bson import json_util
-from pymongo import ReturnDocument, UpdateOne
-from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo.errors import DuplicateKeyError
 
-from services.aftersales.lifecycle import OPEN_STATUSES, TicketUpdate
+from services.aftersales import figures
+from services.aftersales.figures import Counts
+from services.aftersales.lifecycle import (
+    DONE_STATUSES,
+    OPEN_STATUSES,
+    TicketUpdate,
+    next_sla_deadline,
+)
 from services.aftersales.rules import EarlierComplaint
-from shared.storage import MAX_BULK_OPERATIONS, Document, IndexSpec, bulk_write_chunked
+from services.aftersales.steps import StaleStep, Steps
+from services.aftersales.tally import Source, Tally, stamp, tally_indexes
+from shared.jobs import JobRun
+from shared.schedule import DueBuckets, DueCursor
+from shared.storage import Document, IndexSpec, Storage, Update
 
 TICKETS = "tickets"
-PURCHASE_LINES = "purchase_lines"
+SALES = "sales"
+SALE_NOTES = "sale_notes"
 REPAIRS = "repairs"
 COUNTERS = "counters"
 QUALITY_ALERTS = "quality_alerts"
 TICKET_STEPS = "ticket_steps"
-# FerretDB wedges on a bulk of 100 updates that match documents: the kernel's chunk size.
-BULK_CHUNK = MAX_BULK_OPERATIONS
-# A step claimed but not applied for this long was interrupted by a crash: roll it forward.
-INTERRUPTED_STEP_AFTER = timedelta(seconds=60)
+ALERT_STEPS = "alert_steps"
 OUTBOX_COLLECTIONS = (TICKETS, QUALITY_ALERTS)
+
+SLA_BUCKETS = DueBuckets(timedelta(hours=1))
+OUTBOX_BUCKETS = DueBuckets(timedelta(hours=1))
+OUTBOX_STUCK_AFTER = timedelta(seconds=60)
+"""An outbox still pending this long after it was written was left by a crash: sweep it."""
+
+STORAGE_FIELDS = frozenset(
+    {
+        "outbox",
+        "outbox_at",
+        "outbox_bucket",
+        "seq",
+        "work_queue",
+        "sla_bucket",
+        "sla_watch_at",
+        "opened_day",
+        "sku_month",
+        "tally",
+        "tally_minute",
+        "tally_hour",
+    }
+)
+"""Fields a ticket carries for the store's own bookkeeping, never shown."""
 
 INDEXES = (
     IndexSpec(TICKETS, [("complaint_id", 1)], name="ticket_by_complaint", unique=True),
-    IndexSpec(TICKETS, [("route", 1), ("status", 1), ("opened_at", 1)], name="queue"),
-    IndexSpec(TICKETS, [("customer_id", 1), ("opened_at", 1)], name="by_customer"),
-    IndexSpec(TICKETS, [("sku", 1), ("route", 1), ("opened_at", 1)], name="by_sku"),
-    IndexSpec(TICKETS, [("status", 1), ("first_response_due", 1)], name="first_response_watch"),
-    IndexSpec(TICKETS, [("status", 1), ("resolution_due", 1)], name="resolution_watch"),
-    IndexSpec(TICKETS, [("outbox_at", 1)], name="outbox_pending"),
-    IndexSpec(QUALITY_ALERTS, [("outbox_at", 1)], name="alert_outbox_pending"),
-    IndexSpec(PURCHASE_LINES, [("order_id", 1)], name="lines_by_order"),
+    IndexSpec(TICKETS, [("customer_id", 1)], name="ticket_by_customer"),
+    IndexSpec(TICKETS, [("work_queue", 1)], name="ticket_work_queue"),
+    IndexSpec(TICKETS, [("opened_day", 1)], name="ticket_register_day"),
+    IndexSpec(TICKETS, [("sku_month", 1)], name="ticket_sku_month"),
+    IndexSpec(TICKETS, [("sla_bucket", 1)], name="ticket_sla_bucket"),
+    IndexSpec(TICKETS, [("outbox_bucket", 1)], name="ticket_outbox_bucket"),
+    *tally_indexes(TICKETS),
+    *tally_indexes(TICKET_STEPS),
+    IndexSpec(QUALITY_ALERTS, [("outbox_bucket", 1)], name="alert_outbox_bucket"),
+    *tally_indexes(ALERT_STEPS),
+    *tally_indexes(SALES),
+    *tally_indexes(SALE_NOTES),
     IndexSpec(REPAIRS, [("receipt_number", 1)], name="repair_receipt", unique=True),
+    IndexSpec(REPAIRS, [("received_day", 1)], name="repair_register_day"),
+    *tally_indexes(REPAIRS),
 )
+
+StaleTicket = StaleStep
 
 
 @dataclass(frozen=True)
-class PurchaseLineFacts:
+class SoldLine:
     """The non-personal facts of one sold line that warranty and intake need."""
 
-    order_id: str
     sku: str
-    store_id: str
-    customer_id: str | None
     category: str
     material: str | None
-    purchased_on: date
     amount_minor: int
+
+
+@dataclass(frozen=True)
+class SaleFacts:
+    """One sale (an order) as warranty and intake remember it: one document per order."""
+
+    order_id: str
+    store_id: str
+    customer_id: str | None
+    purchased_on: date
+    lines: tuple[SoldLine, ...]
 
     def to_document(self) -> Document:
         return {
-            "_id": f"{self.order_id}:{self.sku}",
-            "order_id": self.order_id,
-            "sku": self.sku,
+            "_id": self.order_id,
             "store_id": self.store_id,
             "customer_id": self.customer_id,
-            "category": self.category,
-            "material": self.material,
             "purchased_on": self.purchased_on.isoformat(),
-            "amount_minor": self.amount_minor,
+            "lines": [
+                {
+                    "sku": line.sku,
+                    "category": line.category,
+                    "material": line.material,
+                    "amount_minor": line.amount_minor,
+                }
+                for line in self.lines
+            ],
         }
 
 
-class StaleTicket(Exception):
-    """The ticket changed between reading and writing it; read it again and retry."""
+def work_queue(route: str, status: str) -> str:
+    """The key a ticket is found under in its department's queue."""
+    return f"{route}:{status}"
+
+
+def sku_month(sku: str, at: datetime) -> str:
+    """The key quality complaints about a SKU are found under, per UTC month."""
+    return f"{sku}|{at.astimezone(UTC):%Y-%m}"
+
+
+def months_between(since: datetime, until: datetime) -> list[datetime]:
+    """The first moments of every UTC month from ``since``'s to ``until``'s."""
+    start = since.astimezone(UTC)
+    month = datetime(start.year, start.month, 1, tzinfo=UTC)
+    months = []
+    while month <= until:
+        months.append(month)
+        month = datetime(month.year + month.month // 12, month.month % 12 + 1, 1, tzinfo=UTC)
+    return months
+
+
+def _line_of(sale: Document, line: Document) -> Document:
+    return {
+        "order_id": sale["_id"],
+        "sku": line["sku"],
+        "store_id": sale["store_id"],
+        "customer_id": sale.get("customer_id"),
+        "category": line["category"],
+        "material": line.get("material"),
+        "purchased_on": sale["purchased_on"],
+        "amount_minor": line["amount_minor"],
+    }
 
 
 class AftersalesStore:
-    """Atomic, idempotent reads and writes of the aftersales service."""
+    """Idempotent, index-served reads and writes of the aftersales service."""
 
-    def __init__(self, db: AsyncDatabase[Document]) -> None:
-        self._db = db
+    def __init__(self, storage: Storage) -> None:
+        self._storage = storage
+        self.ticket_steps = Steps(storage, TICKETS, TICKET_STEPS)
+        self.alert_steps = Steps(storage, QUALITY_ALERTS, ALERT_STEPS)
+        self.tally = Tally(
+            storage,
+            exact=[
+                Source(TICKETS),
+                Source(TICKET_STEPS, verify=self.ticket_steps.roll_forward),
+                Source(ALERT_STEPS, verify=self.alert_steps.roll_forward),
+                Source(REPAIRS),
+                Source(SALES),
+            ],
+            preview=[
+                Source(TICKETS),
+                Source(TICKET_STEPS),
+                Source(ALERT_STEPS),
+                Source(REPAIRS),
+                Source(SALE_NOTES),
+            ],
+        )
+        self.sla_cursor = DueCursor(storage, "aftersales-sla-watcher", SLA_BUCKETS)
+        self.outbox_cursor = DueCursor(storage, "aftersales-outbox-sweep", OUTBOX_BUCKETS)
+
+    @property
+    def storage(self) -> Storage:
+        """The database, with the access paths of its server."""
+        return self._storage
+
+    async def prepare(self, now: datetime) -> None:
+        """Start the due cursors and the figures (idempotent; before anything is written).
+
+        Started one bucket early, so what an instance wrote in the moments before
+        (its consumer starts first) is not behind them.
+        """
+        await self.sla_cursor.open(now - SLA_BUCKETS.width)
+        await self.outbox_cursor.open(now - OUTBOX_BUCKETS.width)
+        await self.tally.open(now)
+
+    # --- sales ----------------------------------------------------------------
+
+    async def record_sales(self, sales: Sequence[SaleFacts], now: datetime) -> int:
+        """Remember sales once each (a redelivered sale is already there); returns lines added.
+
+        One insert per batch. The sales carry their sold lines as their contribution to
+        the figures; one note per batch previews it until the fold counts the sales.
+        """
+        docs: dict[str, Document] = {}
+        for sale in sales:
+            if sale.order_id not in docs:
+                docs[sale.order_id] = {
+                    **sale.to_document(),
+                    **stamp(now, figures.sale_counts(len(sale.lines))),
+                }
+        ordered = list(docs.values())
+        inserted = sorted(await self._storage.insert_once(SALES, ordered))
+        lines = sum(len(ordered[i]["lines"]) for i in inserted)
+        if lines:
+            note = {"_id": f"sold:{ordered[inserted[0]]['_id']}"}
+            await self._storage.insert_once(
+                SALE_NOTES, [{**note, **stamp(now, figures.sale_counts(lines))}]
+            )
+        return lines
+
+    async def purchase_lines(self, order_ids: Sequence[str]) -> dict[str, list[Document]]:
+        """Known sold lines of these orders."""
+        sales = await self._storage.fetch_by_ids(SALES, order_ids)
+        return {
+            order: [_line_of(sale, line) for line in sale.get("lines", [])]
+            for order, sale in sales.items()
+        }
+
+    async def purchase_line(self, order_id: str, sku: str) -> Document | None:
+        """One known sold line."""
+        for line in (await self.purchase_lines([order_id])).get(order_id, []):
+            if line["sku"] == sku:
+                return line
+        return None
 
     # --- intake ---------------------------------------------------------------
-
-    async def insert_tickets(self, tickets: Sequence[Document]) -> None:
-        """Insert new tickets once each: a redelivered complaint leaves its ticket as it is."""
-        if not tickets:
-            return
-        operations = [
-            UpdateOne({"_id": t["_id"]}, {"$setOnInsert": t}, upsert=True) for t in tickets
-        ]
-        for attempt in range(3):
-            try:
-                await bulk_write_chunked(self._db[TICKETS], operations)
-                return
-            except BulkWriteError as error:
-                # Two instances upserting the same new ticket at once: one insert loses with
-                # a duplicate key; running the bulk again matches the winner's ticket.
-                codes = {e.get("code") for e in error.details.get("writeErrors", [])}
-                if codes != {11000} or attempt == 2:
-                    raise
-
-    async def existing_ticket_ids(self, ticket_ids: Sequence[str]) -> set[str]:
-        """Which of these tickets exist already."""
-        cursor = self._db[TICKETS].find({"_id": {"$in": list(ticket_ids)}}, {"_id": 1})
-        return {doc["_id"] async for doc in cursor}
 
     async def earlier_complaints(
         self, customer_ids: Sequence[str], since: datetime
     ) -> dict[str, list[EarlierComplaint]]:
         """Customers' complaints opened since a moment, to spot repeated complaints."""
         found: dict[str, list[EarlierComplaint]] = {}
-        if not customer_ids:
-            return found
-        cursor = self._db[TICKETS].find(
-            {"customer_id": {"$in": list(customer_ids)}, "opened_at": {"$gte": since}},
-            {"customer_id": 1, "complaint_id": 1, "opened_at": 1, "order_id": 1, "sku": 1},
+        docs = await self._storage.find_by_values(
+            TICKETS,
+            "customer_id",
+            customer_ids,
+            where={"opened_at": {"$gte": since}},
+            projection={
+                "customer_id": 1,
+                "complaint_id": 1,
+                "opened_at": 1,
+                "order_id": 1,
+                "sku": 1,
+            },
         )
-        async for doc in cursor:
+        for doc in sorted(docs, key=lambda d: (d["opened_at"], d["_id"])):
             found.setdefault(doc["customer_id"], []).append(
                 EarlierComplaint(
                     doc["complaint_id"], doc["opened_at"], doc.get("order_id"), doc.get("sku")
@@ -123,276 +270,267 @@ class AftersalesStore:
             )
         return found
 
-    async def record_purchase_lines(self, lines: Sequence[PurchaseLineFacts]) -> None:
-        """Remember sold lines (a redelivered sale rewrites the same facts)."""
-        if not lines:
-            return
-        operations = [
-            UpdateOne({"_id": line.to_document()["_id"]}, {"$set": line.to_document()}, True)
-            for line in lines
-        ]
-        for start in range(0, len(operations), BULK_CHUNK):
-            await self._db[PURCHASE_LINES].bulk_write(operations[start : start + BULK_CHUNK])
+    async def insert_tickets(self, tickets: Sequence[Document], now: datetime) -> set[str]:
+        """Insert new tickets once each; returns the ids this call inserted.
 
-    async def purchase_lines(self, order_ids: Sequence[str]) -> dict[str, list[Document]]:
-        """Known lines of these orders."""
-        found: dict[str, list[Document]] = {}
-        if not order_ids:
-            return found
-        async for doc in self._db[PURCHASE_LINES].find({"order_id": {"$in": list(order_ids)}}):
-            found.setdefault(doc["order_id"], []).append(doc)
-        return found
+        A redelivered complaint, or one another instance inserted first, leaves the
+        stored ticket as it is: the unique insert decides, once.
+        """
+        docs = [{**t, **self._intake_fields(t, now)} for t in tickets]
+        inserted = await self._storage.insert_once(TICKETS, docs)
+        return {docs[i]["_id"] for i in inserted}
 
-    async def purchase_line(self, order_id: str, sku: str) -> Document | None:
-        """One known sold line."""
-        return await self._db[PURCHASE_LINES].find_one({"_id": f"{order_id}:{sku}"})
+    def _intake_fields(self, ticket: Document, now: datetime) -> Document:
+        fields: Document = {
+            "opened_day": figures.utc_day(ticket["opened_at"]),
+            **self._tracking(ticket, now)[0],
+            **stamp(now, figures.ticket_counts(ticket)),
+        }
+        if ticket.get("sku"):
+            fields["sku_month"] = sku_month(ticket["sku"], ticket["opened_at"])
+        if ticket.get("outbox"):
+            fields["outbox_bucket"] = self.outbox_bucket(now)
+        return fields
+
+    def _tracking(self, ticket: Document, now: datetime) -> tuple[Document, Document]:
+        """($set, $unset) of the keys a ticket in this state is found under."""
+        fields: Document = {"work_queue": work_queue(ticket["route"], ticket["status"])}
+        due = next_sla_deadline(ticket)
+        if due is None:
+            return fields, {"sla_bucket": "", "sla_watch_at": ""}
+        fields["sla_bucket"] = SLA_BUCKETS.key_for(due, now)
+        fields["sla_watch_at"] = due
+        return fields, {}
+
+    def outbox_bucket(self, now: datetime) -> str:
+        """Where an outbox written now is filed, to be swept if it is still pending then."""
+        return OUTBOX_BUCKETS.key_for(now + OUTBOX_STUCK_AFTER, now)
 
     # --- tickets --------------------------------------------------------------
 
     async def ticket(self, ticket_id: str) -> Document | None:
         """A ticket with its history."""
-        return await self._db[TICKETS].find_one({"_id": ticket_id})
+        return await self._storage[TICKETS].find_one({"_id": ticket_id})
 
-    async def apply(self, change: TicketUpdate, now: datetime) -> Document:
-        """Apply one step; StaleTicket when another step took this place in the sequence first.
+    async def tickets(self, ticket_ids: Sequence[str]) -> dict[str, Document]:
+        """These tickets, by id (those that exist)."""
+        return {
+            str(k): v for k, v in (await self._storage.fetch_by_ids(TICKETS, ticket_ids)).items()
+        }
 
-        The step first claims its sequence number by inserting ``ticket:seq`` into
-        ticket_steps: a unique key is the one thing every MongoDB-protocol server
-        decides atomically (FerretDB evaluates a conditional update's filter and its
-        write separately, so two instances could both "win" a filter on seq). Only
-        the claim's winner writes the ticket. The claim keeps the update, so a step
-        interrupted between claim and write is rolled forward by the next caller.
+    async def apply(self, ticket: Document, change: TicketUpdate, now: datetime) -> Document:
+        """Write one step of a ticket read as ``ticket``; StaleTicket when another step won.
+
+        The step moves the figures from the ticket's state before to its state after,
+        and files the ticket under its next SLA deadline and its work queue.
         """
+        after = change.applied_to(ticket, now)
         update = change.update(now)
-        step_id = f"{change.ticket_id}:{change.expected_seq + 1}"
-        try:
-            await self._db[TICKET_STEPS].insert_one(
-                {
-                    "_id": step_id,
-                    "ticket_id": change.ticket_id,
-                    "claimed_at": now,
-                    "update": json_util.dumps(update),
-                }
-            )
-        except DuplicateKeyError:
-            await self._roll_forward(change, step_id, now)
-            raise StaleTicket(change.ticket_id) from None
-        updated = await self._db[TICKETS].find_one_and_update(
-            change.filter(), update, return_document=ReturnDocument.AFTER
+        tracked, untracked = self._tracking(after, now)
+        update["$set"].update(tracked)
+        if change.outbox:
+            update["$set"]["outbox_bucket"] = self.outbox_bucket(now)
+        if untracked:
+            update["$unset"] = untracked
+        moved = figures.change(figures.ticket_counts(ticket), figures.ticket_counts(after))
+        return await self.ticket_steps.apply(
+            ticket["_id"], change.expected_seq, update, counts=moved, now=now
         )
-        if updated is None:
-            raise StaleTicket(change.ticket_id)
-        return updated
-
-    async def _roll_forward(self, change: TicketUpdate, step_id: str, now: datetime) -> None:
-        claim = await self._db[TICKET_STEPS].find_one({"_id": step_id})
-        if claim is None or claim["claimed_at"] > now - INTERRUPTED_STEP_AFTER:
-            return  # the winner is (probably still) writing its step
-        ticket = await self._db[TICKETS].find_one({"_id": change.ticket_id}, {"seq": 1})
-        if ticket is not None and ticket.get("seq") == change.expected_seq:
-            await self._db[TICKETS].update_one(change.filter(), json_util.loads(claim["update"]))
 
     async def queue(
         self, route: str, *, stores: Sequence[str] | None, include_done: bool, limit: int
     ) -> list[Document]:
         """A department's tickets, urgent first, oldest first."""
-        query: Document = {"route": route}
-        if not include_done:
-            query["status"] = {"$in": list(OPEN_STATUSES)}
-        if stores is not None:
-            query["store_id"] = {"$in": list(stores)}
-        cursor = (
-            self._db[TICKETS]
-            .find(query, {"history": 0, "outbox": 0})
-            .sort([("urgent", -1), ("opened_at", 1)])
-            .limit(limit)
+        statuses = [*OPEN_STATUSES, *(DONE_STATUSES if include_done else ())]
+        where = {"store_id": {"$in": list(stores)}} if stores is not None else None
+        found = await self._storage.find_by_values(
+            TICKETS,
+            "work_queue",
+            [work_queue(route, s) for s in statuses],
+            where=where,
+            projection={"history": 0, "outbox": 0},
         )
-        return [doc async for doc in cursor]
+        found.sort(key=lambda t: (not t.get("urgent"), t["opened_at"], t["_id"]))
+        return found[:limit]
 
-    async def due_for_watch(self, now: datetime, limit: int) -> list[Document]:
-        """Open tickets whose first-response or resolution deadline has passed."""
-        # Only tickets with a breach not yet escalated: old breached tickets never starve new ones.
-        query = {
-            "status": {"$in": list(OPEN_STATUSES)},
-            "$or": [
-                {
-                    "acknowledged_at": None,
-                    "first_response_due": {"$lt": now},
-                    "first_response_escalated": {"$ne": True},
-                },
-                {"resolution_due": {"$lt": now}, "resolution_escalated": {"$ne": True}},
-            ],
-        }
-        cursor = self._db[TICKETS].find(query).sort("opened_at", 1).limit(limit)
-        return [doc async for doc in cursor]
-
-    async def tickets_for_register(self, query: Document) -> AsyncIterator[Document]:
-        """Tickets for a register export, in register order."""
-        cursor = (
-            self._db[TICKETS]
-            .find(query, {"history": 0, "outbox": 0})
-            .sort([("opened_at", 1), ("_id", 1)])
+    async def due_for_watch(self, keys: Sequence[str], now: datetime) -> list[Document]:
+        """Tickets filed under these SLA buckets whose next deadline has passed."""
+        found = await self._storage.find_by_values(
+            TICKETS, "sla_bucket", keys, where={"sla_watch_at": {"$lt": now}}
         )
-        async for doc in cursor:
-            yield doc
+        return sorted(found, key=lambda t: (t["opened_at"], t["_id"]))
+
+    async def register_tickets(
+        self, conditions: Mapping[str, Any], counts: Mapping[str, int]
+    ) -> AsyncIterator[Document]:
+        """Tickets matching conditions, in register order, read one opening day at a time."""
+        for day in figures.days(counts, "tickets"):
+            cursor = self._storage[TICKETS].find(
+                {"opened_day": day, **conditions}, {"history": 0, "outbox": 0}
+            )
+            docs = [doc async for doc in cursor]
+            for doc in sorted(docs, key=lambda t: (t["opened_at"], t["_id"])):
+                yield doc
 
     # --- outbox ---------------------------------------------------------------
 
-    async def outboxes_of(self, collection: str, doc_ids: Sequence[str]) -> list[Document]:
-        """Documents with pending messages among these."""
-        cursor = self._db[collection].find(
-            {"_id": {"$in": list(doc_ids)}, "outbox_at": {"$ne": None}},
-            {"outbox": 1, "seq": 1, "outbox_at": 1},
+    async def pending_outboxes(self, collection: str, doc_ids: Sequence[str]) -> list[Document]:
+        """Those of these documents with messages still to publish."""
+        found = await self._storage.fetch_by_ids(
+            collection, doc_ids, projection={"outbox": 1, "seq": 1, "outbox_at": 1}
         )
-        return [doc async for doc in cursor]
+        return [doc for doc in found.values() if doc.get("outbox_at") is not None]
 
-    async def clear_outboxes(self, collection: str, published: Sequence[Document]) -> None:
-        """Drop published messages and the pending mark, one update per document by id.
+    async def clear_outboxes(self, collection: str, published: Sequence[Document]) -> int:
+        """Drop published messages and the pending mark of documents unchanged since read.
 
-        One update_one per document, not a bulk write: on FerretDB a bulk of ~100
-        updates of these documents did not return within a minute, while 100 single
-        updates took 0.4 s. No filter on ``seq`` either (FerretDB does not decide it
-        atomically anyway); a step added since the read publishes its own messages
-        right after writing them, so only a crash in that window leaves them unmarked.
+        Matching the sequence number read: a document a step changed since keeps its
+        messages, and that step's own publication clears them with its own.
         """
+        updates = []
         for doc in published:
             unset = {f"outbox.{key}": "" for key in doc.get("outbox") or {}}
-            await self._db[collection].update_one(
-                {"_id": doc["_id"]}, {"$unset": {**unset, "outbox_at": ""}}
+            match: Document = {"_id": doc["_id"]}
+            if doc.get("seq") is not None:
+                match["seq"] = doc["seq"]
+            updates.append(
+                Update(match, {"$unset": {**unset, "outbox_at": "", "outbox_bucket": ""}})
             )
+        return (await self._storage.update_each(collection, updates)).modified
 
-    async def stuck_outboxes(self, collection: str, before: datetime, limit: int) -> list[str]:
-        """Documents whose outbox has waited since before a moment (a crash mid-publish)."""
-        cursor = self._db[collection].find({"outbox_at": {"$lt": before}}, {"_id": 1}).limit(limit)
-        return [doc["_id"] async for doc in cursor]
+    async def stuck_outboxes(
+        self, collection: str, keys: Sequence[str], before: datetime
+    ) -> list[Document]:
+        """Documents filed under these outbox buckets still pending since before a moment."""
+        return await self._storage.find_by_values(
+            collection,
+            "outbox_bucket",
+            keys,
+            where={"outbox_at": {"$lt": before}},
+            projection={"outbox": 1, "seq": 1, "outbox_at": 1},
+        )
 
     # --- quality alerts -------------------------------------------------------
 
     async def quality_complaints_on(
-        self, sku: str, since: datetime, until: datetime
-    ) -> list[tuple[datetime, str]]:
-        """(opened_at, ticket id) of quality tickets about a SKU opened within a window."""
-        cursor = self._db[TICKETS].find(
-            {"sku": sku, "route": "quality", "opened_at": {"$gte": since, "$lte": until}},
-            {"_id": 1, "opened_at": 1},
+        self, skus: Sequence[str], since: datetime, until: datetime
+    ) -> dict[str, list[tuple[datetime, str]]]:
+        """(opened_at, ticket id) of quality tickets about these SKUs opened within a window."""
+        keys = [sku_month(sku, month) for sku in skus for month in months_between(since, until)]
+        docs = await self._storage.find_by_values(
+            TICKETS,
+            "sku_month",
+            keys,
+            where={"route": "quality", "opened_at": {"$gte": since, "$lte": until}},
+            projection={"_id": 1, "opened_at": 1, "sku": 1},
         )
-        return sorted([(doc["opened_at"], doc["_id"]) async for doc in cursor])
+        found: dict[str, list[tuple[datetime, str]]] = {}
+        for doc in docs:
+            found.setdefault(doc["sku"], []).append((doc["opened_at"], doc["_id"]))
+        return {sku: sorted(pairs) for sku, pairs in found.items()}
 
-    async def claim_quality_alert(
+    async def alert_records(self, skus: Sequence[str]) -> dict[str, Document]:
+        """The alert record (sequence, last raised) of these SKUs, where one exists."""
+        found = await self._storage.fetch_by_ids(
+            QUALITY_ALERTS, skus, projection={"seq": 1, "last_raised_at": 1}
+        )
+        return {str(k): v for k, v in found.items()}
+
+    async def raise_alert(
         self,
         sku: str,
+        record: Document | None,
         *,
-        raised_at: datetime,
-        quiet_since: datetime,
-        pending_since: datetime,
         alert: Document,
         message_key: str,
         message: Document,
-    ) -> bool:
-        """Raise an alert on a SKU unless one was raised since `quiet_since` (atomic, N-safe)."""
+        now: datetime,
+    ) -> Document | None:
+        """Append an alert to a SKU's record as its next step; None if another instance did."""
+        seq = int(record.get("seq", 0)) if record else 0
+        update = {
+            "$set": {
+                "last_raised_at": alert["raised_at"],
+                f"outbox.{message_key}": message,
+                "outbox_at": now,
+                "outbox_bucket": self.outbox_bucket(now),
+                "seq": seq + 1,
+            },
+            "$push": {"alerts": alert},
+        }
         try:
-            await self._db[QUALITY_ALERTS].update_one(
-                {
-                    "_id": sku,
-                    "$or": [
-                        {"last_raised_at": {"$lt": quiet_since}},
-                        {"last_raised_at": {"$exists": False}},
-                    ],
-                },
-                {
-                    "$set": {
-                        "last_raised_at": raised_at,
-                        f"outbox.{message_key}": message,
-                        "outbox_at": pending_since,
-                    },
-                    "$push": {"alerts": alert},
-                    "$inc": {"seq": 1},
-                },
-                upsert=True,
+            return await self.alert_steps.apply(
+                sku, seq, update, counts=figures.alert_counts(sku), now=now, upsert=True
             )
-        except DuplicateKeyError:
-            return False  # an alert on this SKU was raised recently
-        return True
+        except StaleStep:
+            return None
 
-    async def quality_alerts(self) -> list[Document]:
-        """Every alert raised, newest first."""
-        alerts: list[Document] = []
-        async for doc in self._db[QUALITY_ALERTS].find({}, {"alerts": 1}):
-            alerts.extend({"sku": doc["_id"], **a} for a in doc.get("alerts", []))
+    async def quality_alerts(self, counts: Mapping[str, int]) -> list[Document]:
+        """Every alert raised, newest first (the SKUs alerted are in the figures)."""
+        found = await self._storage.fetch_by_ids(
+            QUALITY_ALERTS, figures.alerted_skus(counts), projection={"alerts": 1}
+        )
+        alerts = [{"sku": sku, **a} for sku, doc in found.items() for a in doc.get("alerts", [])]
         return sorted(alerts, key=lambda a: a["raised_at"], reverse=True)
 
     # --- repairs --------------------------------------------------------------
 
     async def repair(self, repair_id: str) -> Document | None:
         """A repair register entry."""
-        return await self._db[REPAIRS].find_one({"_id": repair_id})
+        return await self._storage[REPAIRS].find_one({"_id": repair_id})
 
-    async def next_receipt_number(self, store_id: str, day: date) -> str:
-        """The next repair receipt number of a store on a day (RR-SH001-20261123-0001)."""
-        counter = await self._db[COUNTERS].find_one_and_update(
-            {"_id": f"repair:{store_id}:{day:%Y%m%d}"},
-            {"$inc": {"value": 1}},
-            upsert=True,
-            return_document=ReturnDocument.AFTER,
-        )
-        assert counter is not None  # an upsert always returns the document
-        return f"RR-{store_id}-{day:%Y%m%d}-{int(counter['value']):04d}"
+    async def enter_repair(
+        self, repair: Document, *, store_id: str, day: date, now: datetime
+    ) -> Document:
+        """Enter a repair once, with the next receipt number of its store and day.
 
-    async def record_repair(self, repair: Document) -> Document:
-        """Enter a repair once; a concurrent duplicate keeps the first entry."""
-        await self._db[REPAIRS].update_one(
-            {"_id": repair["_id"]}, {"$setOnInsert": repair}, upsert=True
-        )
-        stored = await self._db[REPAIRS].find_one({"_id": repair["_id"]})
-        assert stored is not None
-        return stored
+        The number is won by inserting the entry (receipt numbers are a unique index):
+        a number another entry took moves on to the next one, so numbers have no gaps
+        and no duplicates with any number of instances. The counter document is only a
+        hint where to start. A concurrent entry of the same repair keeps the first.
+        """
+        existing = await self.repair(repair["_id"])
+        if existing is not None:
+            return existing
+        hint_id = f"repair:{store_id}:{day:%Y%m%d}"
+        hint = await self._storage[COUNTERS].find_one({"_id": hint_id})
+        number = int(hint["value"]) + 1 if hint else 1
+        received_at: datetime = repair["received_at"]
+        while True:
+            entry = {
+                **repair,
+                "receipt_number": f"RR-{store_id}-{day:%Y%m%d}-{number:04d}",
+                "received_day": figures.utc_day(received_at),
+                **stamp(now, figures.repair_counts(received_at)),
+            }
+            try:
+                await self._storage[REPAIRS].insert_one(entry)
+            except DuplicateKeyError:
+                stored = await self.repair(repair["_id"])
+                if stored is not None:
+                    return stored
+                number += 1
+                continue
+            # A concurrent first entry may create the hint at the same moment: only a hint.
+            with contextlib.suppress(DuplicateKeyError):
+                await self._storage[COUNTERS].update_one(
+                    {"_id": hint_id}, {"$max": {"value": number}}, upsert=True
+                )
+            return entry
 
-    async def repairs(self) -> list[Document]:
-        """The repair register, oldest first."""
-        return [doc async for doc in self._db[REPAIRS].find({}).sort("received_at", 1)]
+    async def register_repairs(self, counts: Mapping[str, int]) -> AsyncIterator[Document]:
+        """The repair register, oldest first, read one day at a time."""
+        for day in figures.days(counts, "repairs"):
+            docs = [doc async for doc in self._storage[REPAIRS].find({"received_day": day})]
+            for doc in sorted(docs, key=lambda r: (r["received_at"], r["_id"])):
+                yield doc
 
     # --- figures --------------------------------------------------------------
 
-    async def counts_by(self, key: str, match: Document | None = None) -> dict[str, int]:
-        """Tickets counted by one field (category, route, store_id, sku)."""
-        pipeline: list[Document] = []
-        if match:
-            pipeline.append({"$match": match})
-        pipeline += [
-            {"$group": {"_id": f"${key}", "n": {"$sum": 1}}},
-            {"$sort": {"n": -1}},
-        ]
-        return {
-            str(row["_id"]) if row["_id"] is not None else "(none)": int(row["n"])
-            async for row in await self._db[TICKETS].aggregate(pipeline)
-        }
+    async def figures(self, now: datetime) -> Counts:
+        """The head-office figures now."""
+        return await self.tally.read(now)
 
-    async def count(self, query: Document) -> int:
-        """Tickets matching a query."""
-        return await self._db[TICKETS].count_documents(query)
-
-    async def stats(self) -> dict[str, Any]:
-        """Head-office figures."""
-        tickets = self._db[TICKETS]
-        return {
-            "tickets": await tickets.count_documents({}),
-            "open": await tickets.count_documents({"status": {"$in": list(OPEN_STATUSES)}}),
-            "urgent": await tickets.count_documents({"urgent": True}),
-            "in_triage": await tickets.count_documents(
-                {"route": "triage", "status": {"$in": list(OPEN_STATUSES)}}
-            ),
-            "sla_breached": await tickets.count_documents({"sla_breaches": {"$exists": True}}),
-            "resolved": await tickets.count_documents(
-                {"status": {"$in": ["resolved", "survey_answered", "closed"]}}
-            ),
-            "reopened": await tickets.count_documents({"reopen_count": {"$gt": 0}}),
-            "surveys": await tickets.count_documents({"survey": {"$ne": None}}),
-            "repairs": await self._db[REPAIRS].count_documents({}),
-            "quality_alerts": len(await self.quality_alerts()),
-            "purchase_lines_known": await self._db[PURCHASE_LINES].count_documents({}),
-        }
-
-
-def window_start(moment: datetime, days: int) -> datetime:
-    """The start of a window of `days` days ending at `moment`."""
-    return moment - timedelta(days=days)
+    async def fold_figures(self, now: datetime) -> JobRun:
+        """Fold settled contributions into the figures' totals."""
+        return await self.tally.fold(now)

@@ -87,7 +87,7 @@ async def test_an_sla_breach_is_escalated_once_with_two_instances(
 
         async def watch(app: object) -> int:
             state = app.state  # type: ignore[attr-defined]
-            return await watch_slas(state.store, state.relay, clock)
+            return (await watch_slas(state.store, state.relay, clock)).escalated
 
         first_round = await asyncio.gather(watch(one), watch(two), watch(one), watch(two))
         second_round = await asyncio.gather(watch(one), watch(two))
