@@ -88,7 +88,7 @@ def profile_router(
         reason: str | None = None,
         detail: dict[str, Any] | None = None,
     ) -> None:
-        await store.append_audit(
+        await records.audit(
             [
                 AuditEntry(
                     actor=principal.subject,
@@ -370,7 +370,7 @@ def profile_router(
 
     @router.get("/stats")
     async def stats() -> dict[str, int]:
-        return await store.stats()
+        return await views.head_office_figures()
 
     return router
 

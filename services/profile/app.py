@@ -11,16 +11,18 @@ from fastapi import FastAPI
 from services.profile.api import profile_router
 from services.profile.crypto import PiiVault
 from services.profile.handlers import SUBSCRIBED_TOPICS, on_batch
-from services.profile.jobs import publish_leftovers, recompute_classes
+from services.profile.jobs import classify_due, publish_leftovers
+from services.profile.leases import Leases
 from services.profile.policy import ProfilePolicy, load_policy
 from services.profile.records import CustomerRecords
 from services.profile.settings import ProfileSettings, key_ring
-from services.profile.store import INDEXES, ProfileStore
+from services.profile.store import AUDIT, CUSTOMERS, INDEXES, ProfileStore
+from services.profile.tallies import Tallies
 from services.profile.views import ProfileViews
 from shared.auth import principal_dependency
 from shared.clock import Clock, SystemClock
 from shared.http import create_service_app
-from shared.jobs import PeriodicJob
+from shared.jobs import JobRun, PeriodicJob
 from shared.runtime import build_runtime, consume
 
 SERVICE = "profile"
@@ -47,8 +49,13 @@ def build_app(
     clock = clock or SystemClock()
     policy = policy or load_policy(settings.policy_file)
     runtime = build_runtime(SERVICE, settings, database=settings.database, clock=clock)
-    store = ProfileStore(runtime.db)
-    records = CustomerRecords(store, runtime.publisher, vault_from(settings), policy, clock)
+    storage = runtime.storage
+    store = ProfileStore(storage)
+    tallies = Tallies(storage, policy, customers=CUSTOMERS, audit=AUDIT)
+    records = CustomerRecords(
+        store, tallies, runtime.publisher, vault_from(settings), policy, clock
+    )
+    leases = Leases(storage)
     consume(runtime, SUBSCRIBED_TOPICS, on_batch(records))
     holder = instance_id or f"profile-{uuid.uuid4().hex[:12]}"
 
@@ -60,9 +67,14 @@ def build_app(
                 "HUITOU_PROFILE_BLIND_INDEX_KEY in production (docs/profile.md)",
             )
 
-    async def recompute() -> None:
-        await publish_leftovers(records)
-        await recompute_classes(records, holder)
+    async def open_records() -> None:
+        await records.open(clock.now())
+
+    async def leftovers() -> JobRun:
+        return await publish_leftovers(records)
+
+    async def classify() -> JobRun:
+        return await classify_due(records, leases, holder)
 
     app = create_service_app(
         runtime,
@@ -75,9 +87,13 @@ def build_app(
                 principal_dependency(settings.auth_secret, clock.now),
             )
         ],
-        on_started=[warn_about_development_keys],
-        jobs=[PeriodicJob("recompute_classes", settings.recompute_check_seconds, recompute)],
+        on_started=[open_records, warn_about_development_keys],
+        jobs=[
+            PeriodicJob("publish_leftovers", settings.recompute_check_seconds, leftovers),
+            PeriodicJob("classify_due", settings.recompute_check_seconds, classify),
+        ],
     )
     app.state.runtime = runtime
     app.state.records = records
+    app.state.leases = leases
     return app

@@ -8,7 +8,7 @@ written with one atomic, version-checked update.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from services.profile.classification import Classes, ValueThresholds, classify, minor_units
@@ -16,6 +16,7 @@ from services.profile.cleaning import CleanFields, InvalidProfileData
 from services.profile.crypto import PiiVault
 from services.profile.policy import CONTACT_FIELDS, ProfilePolicy
 from services.profile.stats import Stats, month_of, most_frequent
+from services.profile.window import next_window_change, stored_moment
 from shared.contracts import Complaint, CustomerChanged, Purchase, Return
 
 Status = Literal["active", "erased", "merged"]
@@ -49,6 +50,10 @@ class Customer:
     spend_12m_minor: int = 0
     """Net spend of the last 12 months at the last classification (for ranking)."""
     classes: dict[str, str] = field(default_factory=dict)
+    next_change_at: datetime | None = None
+    """When the classes or the 12-month figures next change with time alone."""
+    contact_review_due: bool = False
+    """Contact data unconfirmed for longer than the review period (quarterly review list)."""
     published: dict[str, dict[str, Any]] = field(default_factory=dict)
     processed: list[str] = field(default_factory=list)
     outbox: list[str] = field(default_factory=list)
@@ -60,6 +65,10 @@ class Customer:
     referrals_made: int = 0
     created_at: datetime | None = None
     updated_at: datetime | None = None
+    last_write_id: str | None = None
+    """Which write stored this version (its publication intent, if it queued changes)."""
+    tallies: list[str] = field(default_factory=list)
+    """What this version is counted under in the kept counts (``tallies.tally_keys``)."""
 
     # -- idempotency ---------------------------------------------------------------------
 
@@ -196,7 +205,7 @@ def record_purchase(customer: Customer, purchase: Purchase, policy: ProfilePolic
     ]
     customer.stores.add(purchase.store_id)
     customer.stats.record_purchase(
-        at=purchase.occurred_at,
+        at=stored_moment(purchase.occurred_at),
         month=month_of(purchase.occurred_at, policy.zone),
         amount_minor=amount,
         store_id=purchase.store_id,
@@ -210,7 +219,9 @@ def record_return(customer: Customer, returned: Return, policy: ProfilePolicy) -
     """Count a return and its refund."""
     refund = _in_reporting_currency(returned.refunded_amount(), returned.currency, policy)
     customer.stats.record_return(
-        month=month_of(returned.occurred_at, policy.zone), refund_minor=refund
+        at=stored_moment(returned.occurred_at),
+        month=month_of(returned.occurred_at, policy.zone),
+        refund_minor=refund,
     )
 
 
@@ -257,11 +268,16 @@ def refresh(
     repeats the same ids: consumers drop the duplicate.
     """
     if customer.status != "active":
+        customer.next_change_at = None
+        customer.contact_review_due = False
         return []
+    customer.stats.forget_outside_window(now, policy.zone)
     figures = customer.stats.figures(now, policy.zone)
     customer.spend_12m_minor = figures.spend_12m_minor
     classes: Classes = classify(figures, now, policy, thresholds)
     customer.classes = classes.as_dict()
+    customer.contact_review_due = contact_review_due(customer, now, policy)
+    customer.next_change_at = next_change_at(customer, now, policy)
     facts: dict[str, dict[str, Any]] = {
         "classified": customer.classes,
         "consent_changed": customer.consent_flags(policy.consent_purpose),
@@ -289,6 +305,52 @@ def refresh(
             events.append(_changed(customer, change, now, **payload))
     customer.outbox.extend(e.model_dump_json() for e in events)
     return events
+
+
+def twelve_month_spend(customer: Customer, now: datetime, policy: ProfilePolicy) -> int:
+    """Net spend of the last 12 months at ``now`` (what the value class ranks), 0 unless active."""
+    if customer.status != "active":
+        return 0
+    return customer.stats.figures(now, policy.zone).spend_12m_minor
+
+
+def contact_review_due(customer: Customer, now: datetime, policy: ProfilePolicy) -> bool:
+    """True when a registered customer's contact data is older than the review period."""
+    confirmed = customer.contact_confirmed_at
+    return (
+        customer.registered
+        and confirmed is not None
+        and confirmed < now - timedelta(days=policy.contact_review_days)
+    )
+
+
+def next_change_at(customer: Customer, now: datetime, policy: ProfilePolicy) -> datetime | None:
+    """The first moment after ``now`` at which time alone may change a class or a figure.
+
+    Lifecycle and RFM recency move at whole days after the first and last purchase, the
+    12-month figures when an entry enters or leaves the window, and the review list when
+    contact data passes the review period. Waking up early is harmless (nothing changes,
+    the record is filed for its next moment); waking up late is what this prevents.
+    """
+    stats = customer.stats
+    moments: list[datetime] = []
+    if stats.last_purchase_at is not None:
+        days = {
+            policy.lifecycle.dormant_after_days + 1,
+            policy.lifecycle.lost_after_days + 1,
+            *(limit + 1 for limit in policy.rfm.recency_days),
+        }
+        moments += [stats.last_purchase_at + timedelta(days=d) for d in days]
+    if stats.first_purchase_at is not None:
+        moments.append(stats.first_purchase_at + timedelta(days=policy.lifecycle.new_days + 1))
+    window = next_window_change(stats.window, now, policy.zone)
+    if window is not None:
+        moments.append(window)
+    if customer.registered and customer.contact_confirmed_at is not None:
+        review = timedelta(days=policy.contact_review_days, milliseconds=1)
+        moments.append(customer.contact_confirmed_at + review)
+    upcoming = min((m for m in moments if m > now), default=None)
+    return None if upcoming is None else stored_moment(upcoming)
 
 
 def announce(customer: Customer, change: str, now: datetime, **facts: Any) -> CustomerChanged:

@@ -172,8 +172,8 @@ class ProfilePolicy(_Rules):
     sizes: tuple[str, ...] = ("XXS", "XS", "S", "M", "L", "XL", "XXL", "XXXL")
     """Size codes recognised as the last dash-separated part of a SKU."""
     visibility: dict[Role, dict[PiiField, Visibility]] = Field(default_factory=_default_visibility)
-    recompute_every_hours: float = Field(24, gt=0)
     recompute_lease_seconds: int = Field(600, ge=10)
+    """How long the classification job's lease lasts without renewal."""
 
     @field_validator("time_zone")
     @classmethod

@@ -3,21 +3,30 @@
 Used by the consumer, the HTTP routes and the jobs alike, so every path gets the same
 guarantees: one atomic write per record, a lost race is redone on fresh data, and the
 changes a write queued are published after it and forgotten only once published.
+
+What one call costs (docs/profile.md, "Costs"): one lookup per distinct record (plus
+merge targets), one read of the spend distribution, one write per changed record, one
+intent opened and closed, and lookups of intents this instance has not seen closed.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable, Sequence
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 import structlog
 
 from services.profile.classification import ValueThresholds
 from services.profile.crypto import PiiVault
-from services.profile.customer import Customer, refresh
+from services.profile.customer import Customer, refresh, twelve_month_spend
+from services.profile.distribution import band_of
 from services.profile.policy import ProfilePolicy
-from services.profile.store import ProfileStore
+from services.profile.store import AuditEntry, ProfileStore
+from services.profile.tallies import BAND, Tallies, tally_keys
 from shared.clock import Clock
 from shared.contracts import PROFILE_CUSTOMER_CHANGED
 from shared.messaging import EventPublisher
@@ -44,16 +53,33 @@ class CustomerRecords:
     def __init__(
         self,
         store: ProfileStore,
+        tallies: Tallies,
         publisher: EventPublisher,
         vault: PiiVault,
         policy: ProfilePolicy,
         clock: Clock,
     ) -> None:
         self.store = store
+        self.tallies = tallies
         self.publisher = publisher
         self.vault = vault
         self.policy = policy
         self.clock = clock
+        self._opened = False
+
+    async def open(self, now: datetime) -> None:
+        """Create the job cursors and the counts, once, before anything is filed under them."""
+        if not self._opened:
+            await self.store.open(now)
+            await self.tallies.open(now)
+            self._opened = True
+
+    async def audit(self, entries: Sequence[AuditEntry]) -> None:
+        """Append audit entries, counted at once by this instance and by the next fold."""
+        now = self.clock.now()
+        await self.open(now)
+        await self.store.append_audit(entries, now)
+        self.tallies.note_audit(len(entries), now)
 
     async def apply(
         self,
@@ -65,43 +91,64 @@ class CustomerRecords:
     ) -> dict[str, Customer]:
         """Apply changes in order, per record atomically; returns the records as written.
 
-        ``reclassify`` names records to reclassify even when no change touches them.
+        ``reclassify`` names records to reclassify even when no change touches them (they
+        are written only if a class, a figure or their next due moment changed). Without
+        ``thresholds``, value classes use the kept distribution with this call's own
+        spend changes in it, so a record is classified right in the call that changes it.
         """
-        if thresholds is None:
-            thresholds = await self.store.value_thresholds()
+        await self.open(self.clock.now())
         pending = list(changes)
         extra = set(reclassify)
         written: dict[str, Customer] = {}
         intents: list[str] = []
         while pending or extra:
+            write_id = uuid.uuid4().hex
             records = await self._load(
                 {c.customer_id for c in pending} | extra, follow_merges=follow_merges
             )
             await self._forget_published(records)
+            counted = {cid: list(r.tallies) for cid, r in records.items()}
+            phones = {cid: r.phone_index for cid, r in records.items()}
             changed: set[str] = set()
             for change in pending:
                 record = self._target(records, change.customer_id, follow_merges)
                 if change.mutate(record):
                     changed.add(record.customer_id)
             now = self.clock.now()
+            candidates = [records[cid] for cid in sorted(changed | (extra & records.keys()))]
+            before = {r.customer_id: _time_dependent(r) for r in candidates}
+            classify_with = thresholds or await self.tallies.thresholds(
+                _band_moves(candidates, counted, now, self.policy)
+            )
             batch = []
-            for cid in sorted(changed | (extra & records.keys())):
-                record = records[cid]
-                before = (dict(record.classes), record.spend_12m_minor, len(record.outbox))
-                refresh(record, now, self.policy, thresholds)
-                after = (record.classes, record.spend_12m_minor, len(record.outbox))
-                if cid in changed or (record.version > 0 and before != after):
+            for record in candidates:
+                refresh(record, now, self.policy, classify_with)
+                cid = record.customer_id
+                if cid in changed or (
+                    record.version > 0 and before[cid] != _time_dependent(record)
+                ):
                     batch.append(record)
+            shared = await self._note_shared_phones(batch, phones, now, saved=False)
             announcing = [r.customer_id for r in batch if r.outbox]
             if announcing:
-                intents.append(await self.store.open_intent(announcing, now))
-            lost = await self.store.save(batch, now)
+                await self.store.open_intent(write_id, announcing, now)
+                intents.append(write_id)
+            lost = await self.store.save(batch, now, write_id)
             if lost:
                 log.info("records_changed_concurrently_redoing", customers=len(lost))
-            for record in batch:
-                if record.customer_id not in lost:
-                    record.version += 1
-                    written[record.customer_id] = record
+            won = [r for r in batch if r.customer_id not in lost]
+            for record in won:
+                keys = tally_keys(record)
+                self.tallies.note_written(
+                    record.customer_id, counted[record.customer_id], keys, now
+                )
+                record.tallies = keys
+                record.last_write_id = write_id
+                record.version += 1
+                written[record.customer_id] = record
+            await self._note_shared_phones(
+                [r for r in won if r.phone_index not in shared], phones, now, saved=True
+            )
             pending = [
                 c
                 for c in pending
@@ -124,15 +171,46 @@ class CustomerRecords:
         return len(events)
 
     async def _forget_published(self, records: dict[str, Customer]) -> None:
-        # A record's outbox is cleared by its next write, not by a write of its own: an
-        # entry is still unpublished only while an open intent names its record.
-        with_outbox = [cid for cid, r in records.items() if r.outbox]
+        # A record's outbox is cleared by its next write, not by a write of its own: its
+        # entries went out once the intent of the write that stored them is closed (that
+        # write published the whole outbox, including entries carried from earlier ones).
+        with_outbox = {cid: r.last_write_id for cid, r in records.items() if r.outbox}
         if not with_outbox:
             return
-        unconfirmed = await self.store.covered_by_intents(with_outbox)
-        for cid in with_outbox:
-            if cid not in unconfirmed:
+        still_open = await self.store.open_intents(w for w in with_outbox.values() if w)
+        for cid, write_id in with_outbox.items():
+            if write_id not in still_open:
                 records[cid].outbox = []
+
+    async def _note_shared_phones(
+        self,
+        batch: Sequence[Customer],
+        phones_before: Mapping[str, str | None],
+        now: datetime,
+        *,
+        saved: bool,
+    ) -> set[str]:
+        """Note phones that a changed record now shares with another (for /duplicates).
+
+        Checked before the write (so a crash after it cannot lose the note) and, for
+        phones not found shared then, after it (so two records written at once are seen).
+        """
+        new = {
+            r.customer_id: r.phone_index
+            for r in batch
+            if r.status == "active"
+            and r.phone_index is not None
+            and r.phone_index != phones_before.get(r.customer_id)
+        }
+        if not new:
+            return set()
+        holders = await self.store.sharing_phones(new.values())
+        if not saved:
+            for cid, phone in new.items():
+                holders.setdefault(phone, set()).add(cid)
+        shared = {phone for phone, ids in holders.items() if len(ids) > 1}
+        await self.store.note_shared_phones(shared, now)
+        return shared
 
     async def _load(self, ids: set[str], *, follow_merges: bool) -> dict[str, Customer]:
         records = await self.store.load(ids)
@@ -163,3 +241,41 @@ class CustomerRecords:
             if hops > MAX_MERGE_HOPS:
                 break
         return record
+
+
+def _time_dependent(record: Customer) -> tuple[Any, ...]:
+    """What a reclassification may change on a record that no event touched."""
+    return (
+        dict(record.classes),
+        record.spend_12m_minor,
+        len(record.outbox),
+        record.next_change_at,
+        record.contact_review_due,
+        len(record.stats.window),
+    )
+
+
+def _band_moves(
+    records: Sequence[Customer],
+    counted: Mapping[str, Sequence[str]],
+    now: datetime,
+    policy: ProfilePolicy,
+) -> dict[int, int]:
+    """How these records' spend bands move from what the counts hold to their spend now."""
+    moves: dict[int, int] = {}
+    for record in records:
+        old = next(
+            (
+                int(k[len(BAND) :])
+                for k in counted.get(record.customer_id, ())
+                if k.startswith(BAND)
+            ),
+            None,
+        )
+        new = band_of(twelve_month_spend(record, now, policy))
+        if old != new:
+            if old is not None:
+                moves[old] = moves.get(old, 0) - 1
+            if new is not None:
+                moves[new] = moves.get(new, 0) + 1
+    return moves

@@ -45,9 +45,9 @@ class ProfileSettings(AuthSettings):
     """base64 of at least 32 bytes: the HMAC key of the phone lookup index (never rotated
     without rebuilding the index)."""
     recompute_check_seconds: float = Field(
-        300, gt=0, validation_alias="HUITOU_PROFILE_RECOMPUTE_CHECK_SECONDS"
+        60, gt=0, validation_alias="HUITOU_PROFILE_RECOMPUTE_CHECK_SECONDS"
     )
-    """How often each instance checks whether the recomputation is due."""
+    """How often each instance runs the jobs (classes kept current, leftover publishing)."""
 
     @field_validator("pii_keys")
     @classmethod

@@ -8,9 +8,10 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from services.profile.classification import Figures
+from services.profile.window import WindowEntry, add_entry, merged, pruned, totals
 
 MONTHS_KEPT = 25
-"""Spend buckets older than this many months are dropped: only 12 are ever read."""
+"""Monthly history kept for the export (classification reads the window entries)."""
 
 
 @dataclass
@@ -48,6 +49,8 @@ class Stats:
     urgent_complaints: int = 0
     last_complaint_at: datetime | None = None
     months: dict[str, MonthBucket] = field(default_factory=dict)
+    window: list[WindowEntry] = field(default_factory=list)
+    """Sales and refunds per moment, as long as they can count in the last 12 months."""
     categories: dict[str, Tally] = field(default_factory=dict)
     complaint_categories: dict[str, Tally] = field(default_factory=dict)
     sizes: dict[str, Tally] = field(default_factory=dict)
@@ -85,6 +88,7 @@ class Stats:
         bucket = self.months.setdefault(month, MonthBucket())
         bucket.spend_minor += amount_minor
         bucket.orders += 1
+        add_entry(self.window, at, amount_minor, 1)
         _tally(self.stores, store_id, at)
         if staff_id:
             _tally(self.staff, staff_id, at)
@@ -94,11 +98,12 @@ class Stats:
             _tally(self.sizes, size, at)
         self._prune(month)
 
-    def record_return(self, *, month: str, refund_minor: int) -> None:
-        """Count one return; its refund lowers the spend of the month it happened in."""
+    def record_return(self, *, at: datetime, month: str, refund_minor: int) -> None:
+        """Count one return; its refund lowers the spend at the moment it happened."""
         self.returns += 1
         self.refunded_minor += refund_minor
         self.months.setdefault(month, MonthBucket()).spend_minor -= refund_minor
+        add_entry(self.window, at, -refund_minor, 0)
         self._prune(month)
 
     def record_complaint(self, *, at: datetime, category: str | None, urgent: bool) -> None:
@@ -124,6 +129,7 @@ class Stats:
             mine = self.months.setdefault(month, MonthBucket())
             mine.spend_minor += bucket.spend_minor
             mine.orders += bucket.orders
+        self.window = merged(self.window, other.window)
         for mine_map, their_map in (
             (self.categories, other.categories),
             (self.complaint_categories, other.complaint_categories),
@@ -143,15 +149,18 @@ class Stats:
             if month < latest_month:
                 del self.months[month]
 
+    def forget_outside_window(self, now: datetime, zone: ZoneInfo) -> None:
+        """Drop window entries that can no longer count at ``now`` or later."""
+        self.window = pruned(self.window, now, zone)
+
     def figures(self, now: datetime, zone: ZoneInfo) -> Figures:
-        """Classification figures at ``now``: the window is this month and the 11 before."""
-        window = set(months_back(month_of(now, zone), 12))
-        in_window = [b for m, b in self.months.items() if m in window]
+        """Classification figures at ``now``: orders and spend of the last 12 months."""
+        orders, spend = totals(self.window, now, zone)
         return Figures(
             first_purchase_at=self.first_purchase_at,
             last_purchase_at=self.last_purchase_at,
-            orders_12m=sum(b.orders for b in in_window),
-            spend_12m_minor=max(0, sum(b.spend_minor for b in in_window)),
+            orders_12m=orders,
+            spend_12m_minor=spend,
         )
 
     def to_document(self) -> dict[str, Any]:
@@ -171,6 +180,9 @@ class Stats:
             "months": [
                 {"month": m, "spend_minor": b.spend_minor, "orders": b.orders}
                 for m, b in sorted(self.months.items())
+            ],
+            "window": [
+                {"at": e.at, "spend_minor": e.spend_minor, "orders": e.orders} for e in self.window
             ],
             "categories": _tallies_out(self.categories),
             "complaint_categories": _tallies_out(self.complaint_categories),
@@ -196,6 +208,10 @@ class Stats:
                 m["month"]: MonthBucket(int(m["spend_minor"]), int(m["orders"]))
                 for m in doc.get("months", [])
             },
+            window=[
+                WindowEntry(w["at"], int(w["spend_minor"]), int(w["orders"]))
+                for w in doc.get("window", [])
+            ],
             categories=_tallies_in(doc.get("categories")),
             complaint_categories=_tallies_in(doc.get("complaint_categories")),
             sizes=_tallies_in(doc.get("sizes")),
@@ -217,18 +233,6 @@ def most_frequent(tallies: dict[str, Tally]) -> str | None:
 def month_of(at: datetime, zone: ZoneInfo) -> str:
     """``YYYY-MM`` of an instant in the reporting zone."""
     return at.astimezone(zone).strftime("%Y-%m")
-
-
-def months_back(month: str, count: int) -> list[str]:
-    """``count`` month keys ending with ``month``, newest first."""
-    year, mon = int(month[:4]), int(month[5:7])
-    keys = []
-    for _ in range(count):
-        keys.append(f"{year:04d}-{mon:02d}")
-        mon -= 1
-        if mon == 0:
-            year, mon = year - 1, 12
-    return keys
 
 
 def _earliest(a: datetime | None, b: datetime | None) -> datetime | None:

@@ -1,48 +1,71 @@
-"""The profile database: customer records, the audit log, leases and classification figures."""
+"""The profile database: customer records, publication intents, audit log, leases.
+
+Every read the hot path makes is an equality on an indexed top-level field, through the
+kernel's ``Storage`` (one ``$in`` on MongoDB, concurrent equality lookups on FerretDB);
+nothing here reads a whole collection (see docs/profile.md, "Costs").
+"""
 
 from __future__ import annotations
 
 import uuid
+import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
-from pymongo import UpdateOne
-from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo import DeleteOne
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from services.profile.classification import ValueThresholds
 from services.profile.customer import Customer
+from services.profile.distribution import band_of
 from services.profile.stats import Stats
-from shared.storage import MAX_BULK_OPERATIONS, Document, IndexSpec
+from services.profile.tallies import MEMBERS, TALLY_BUCKETS, tally_keys
+from shared.schedule import DueBuckets, DueCursor
+from shared.storage import DUPLICATE_KEY, Document, IndexSpec, Storage, Update
 
 CUSTOMERS = "customers"
 AUDIT = "audit"
-LEASES = "leases"
-LEASE_CLAIMS = "lease_claims"
 FIGURES = "figures"
 INTENTS = "publication_intents"
-VALUE_THRESHOLDS_ID = "value_thresholds"
-# FerretDB wedges on a bulk of 100 updates that match documents: the kernel's chunk size.
-BULK_CHUNK = MAX_BULK_OPERATIONS
-"""Operations per bulk write: FerretDB 1.24 (SQLite) hangs on a bulk of 100+ updates."""
+SHARED_PHONES = "shared_phones"
+CLASSIFIED_WITH_ID = "classified_with"
+SEGMENT_SLOTS = 64
+"""Each segment's members are spread over this many slots, so a page reads one slot."""
+
+DUE_BUCKETS = DueBuckets(timedelta(hours=1))
+"""Records are filed under the hour their classes next change with time alone."""
+INTENT_BUCKETS = DueBuckets(timedelta(minutes=1))
+INTENT_GRACE = timedelta(minutes=1)
+"""An intent older than this belongs to an instance that stopped before publishing."""
+CLOSED_INTENTS_REMEMBERED = 100_000
 
 INDEXES = (
     IndexSpec(CUSTOMERS, [("phone_index", 1)], name="customers_by_phone_index"),
-    IndexSpec(CUSTOMERS, [("segments", 1)], name="customers_by_segment"),
     IndexSpec(CUSTOMERS, [("stores", 1)], name="customers_by_store"),
-    IndexSpec(CUSTOMERS, [("contact_confirmed_at", 1)], name="customers_by_contact_confirmed"),
-    IndexSpec(CUSTOMERS, [("spend_12m_minor", -1)], name="customers_by_spend"),
+    IndexSpec(CUSTOMERS, [("segment_slots", 1)], name="customers_by_segment_slot"),
+    IndexSpec(CUSTOMERS, [("spend_band", 1)], name="customers_by_spend_band"),
+    IndexSpec(CUSTOMERS, [("due_bucket", 1)], name="customers_by_due_bucket"),
+    IndexSpec(CUSTOMERS, [("tally_bucket", 1)], name="customers_by_tally_bucket"),
+    IndexSpec(CUSTOMERS, [("contact_review_due", 1)], name="customers_by_contact_review"),
     IndexSpec(AUDIT, [("customer_id", 1), ("at", 1)], name="audit_by_customer"),
-    IndexSpec(INTENTS, [("customers", 1)], name="intents_by_customer"),
-    IndexSpec(INTENTS, [("at", 1)], name="intents_by_age"),
+    IndexSpec(AUDIT, [("tally_bucket", 1)], name="audit_by_tally_bucket"),
+    IndexSpec(INTENTS, [("due_bucket", 1)], name="intents_by_due_bucket"),
+    IndexSpec(MEMBERS, [("seq", 1)], name="tally_members_by_fold"),
 )
 
 
+def segment_slot(customer_id: str) -> int:
+    """The slot of a customer in every segment list (stable, spread evenly)."""
+    return zlib.crc32(customer_id.encode("utf-8")) % SEGMENT_SLOTS
+
+
 def to_document(customer: Customer, *, write_id: str, now: datetime) -> Document:
-    """The stored form of a record at its next version."""
+    """The stored form of a record at its next version, with the keys it is found by."""
+    segments = customer.segments()
+    slot = segment_slot(customer.customer_id)
+    active = customer.status == "active"
     return {
         "_id": customer.customer_id,
         "version": customer.version + 1,
@@ -59,16 +82,22 @@ def to_document(customer: Customer, *, write_id: str, now: datetime) -> Document
         "attributes": customer.attributes,
         "consent": customer.consent,
         "contact_confirmed_at": customer.contact_confirmed_at,
+        "contact_review_due": customer.contact_review_due and active,
         "stores": sorted(customer.stores),
         "home_store_id": customer.home_store_id,
         "closest_staff_id": customer.closest_staff_id,
         "stats": customer.stats.to_document(),
         "spend_12m_minor": customer.spend_12m_minor,
+        "spend_band": band_of(customer.spend_12m_minor) if active else None,
         "classes": customer.classes,
-        "segments": customer.segments(),
-        "store_segments": [f"{customer.home_store_id}|{segment}" for segment in customer.segments()]
-        if customer.home_store_id
-        else [],
+        "segments": segments,
+        "segment_slots": [f"{segment}#{slot}" for segment in segments] if active else [],
+        "next_change_at": customer.next_change_at,
+        "due_bucket": DUE_BUCKETS.key_for(customer.next_change_at, now)
+        if customer.next_change_at is not None and active
+        else None,
+        "tallies": tally_keys(customer),
+        "tally_bucket": TALLY_BUCKETS.key(now),
         "published": customer.published,
         "processed": customer.processed,
         "outbox": customer.outbox,
@@ -104,6 +133,8 @@ def from_document(doc: Document) -> Customer:
         stats=Stats.from_document(doc.get("stats") or {}),
         spend_12m_minor=int(doc.get("spend_12m_minor", 0)),
         classes=dict(doc.get("classes") or {}),
+        next_change_at=doc.get("next_change_at"),
+        contact_review_due=bool(doc.get("contact_review_due")),
         published=dict(doc.get("published") or {}),
         processed=list(doc.get("processed") or []),
         outbox=list(doc.get("outbox") or []),
@@ -115,6 +146,8 @@ def from_document(doc: Document) -> Customer:
         referrals_made=int(doc.get("referrals_made", 0)),
         created_at=doc.get("created_at"),
         updated_at=doc.get("updated_at"),
+        last_write_id=doc.get("write_id"),
+        tallies=list(doc.get("tallies") or []),
     )
 
 
@@ -132,9 +165,11 @@ class AuditEntry:
     at: datetime
     detail: dict[str, Any] | None = None
 
-    def to_document(self) -> Document:
+    def to_document(self, tally_bucket: str) -> Document:
+        """The stored form, filed for the fold that counts audit entries."""
         return {
             "_id": uuid.uuid4().hex,
+            "tally_bucket": tally_bucket,
             "actor": self.actor,
             "role": self.role,
             "action": self.action,
@@ -148,97 +183,188 @@ class AuditEntry:
 
 
 class ProfileStore:
-    """Reads and atomic, version-checked writes of the profile database."""
+    """Reads and version-checked writes of the profile database, all by indexed equality."""
 
-    def __init__(self, db: AsyncDatabase[Document]) -> None:
-        self._db = db
-        self.customers = db[CUSTOMERS]
-        self.audit = db[AUDIT]
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+        self.customers = storage[CUSTOMERS]
+        self.audit = storage[AUDIT]
+        self.due_cursor = DueCursor(storage, "classify_due", DUE_BUCKETS)
+        self.intent_cursor = DueCursor(storage, "publication_intents", INTENT_BUCKETS)
+        self._closed_intents: dict[str, None] = {}
+
+    async def open(self, now: datetime) -> None:
+        """Create the job cursors before anything is filed under a bucket (start-up)."""
+        await self.due_cursor.open(now)
+        await self.intent_cursor.open(now)
+
+    # -- records -------------------------------------------------------------------------
 
     async def load(self, customer_ids: Iterable[str]) -> dict[str, Customer]:
         """The records that exist among these ids."""
-        ids = sorted(set(customer_ids))
-        if not ids:
-            return {}
-        cursor = self.customers.find({"_id": {"$in": ids}})
-        return {doc["_id"]: from_document(doc) async for doc in cursor}
+        found = await self.storage.fetch_by_ids(CUSTOMERS, sorted(set(customer_ids)))
+        return {cid: from_document(doc) for cid, doc in found.items()}
 
     async def load_one(self, customer_id: str) -> Customer | None:
         """One record, or None."""
         doc = await self.customers.find_one({"_id": customer_id})
         return from_document(doc) if doc else None
 
-    async def save(self, customers: Sequence[Customer], now: datetime) -> set[str]:
+    async def save(self, customers: Sequence[Customer], now: datetime, write_id: str) -> set[str]:
         """Write each record if nobody wrote it since it was read; returns the ids that lost."""
         if not customers:
             return set()
-        write_id = uuid.uuid4().hex
-        operations = []
+        updates = []
         for customer in customers:
             doc = to_document(customer, write_id=write_id, now=now)
             if customer.version == 0:
                 # A new record: inserted only if still absent (another writer may have won).
-                operations.append(
-                    UpdateOne({"_id": customer.customer_id}, {"$setOnInsert": doc}, upsert=True)
-                )
+                updates.append(Update({"_id": customer.customer_id}, {"$setOnInsert": doc}, True))
             else:
                 del doc["_id"]
-                operations.append(
-                    UpdateOne(
+                updates.append(
+                    Update(
                         {"_id": customer.customer_id, "version": customer.version}, {"$set": doc}
                     )
                 )
-        applied = 0
-        for start in range(0, len(operations), BULK_CHUNK):
-            result = await self.customers.bulk_write(
-                operations[start : start + BULK_CHUNK], ordered=False
-            )
-            applied += result.upserted_count + result.modified_count
-        if applied == len(operations):
-            return set()
+        try:
+            outcome = await self.storage.update_each(CUSTOMERS, updates)
+            if outcome.modified + outcome.upserted == len(updates):
+                return set()
+        except (BulkWriteError, DuplicateKeyError) as error:
+            if not _only_duplicate_keys(error):
+                raise
         ids = [c.customer_id for c in customers]
-        won = {
-            doc["_id"]
-            async for doc in self.customers.find(
-                {"_id": {"$in": ids}, "write_id": write_id}, {"_id": 1}
-            )
-        }
-        return set(ids) - won
-
-    async def open_intent(self, customer_ids: Sequence[str], now: datetime) -> str:
-        """Note, before writing them, the records whose queued changes are about to go out."""
-        intent_id = uuid.uuid4().hex
-        await self._db[INTENTS].insert_one(
-            {"_id": intent_id, "customers": list(customer_ids), "at": now}
-        )
-        return intent_id
-
-    async def close_intents(self, intent_ids: Sequence[str]) -> None:
-        """The changes of these intents are published: their records' outboxes may be cleared."""
-        if intent_ids:
-            await self._db[INTENTS].delete_many({"_id": {"$in": list(intent_ids)}})
-
-    async def covered_by_intents(self, customer_ids: Sequence[str]) -> set[str]:
-        """Those of these records named by an open intent (changes maybe not yet published)."""
-        wanted = set(customer_ids)
-        covered: set[str] = set()
-        async for doc in self._db[INTENTS].find({"customers": {"$in": sorted(wanted)}}):
-            covered |= wanted & set(doc["customers"])
-        return covered
-
-    async def stale_intents(self, before: datetime, limit: int) -> list[Document]:
-        """Intents opened before ``before`` and never closed (their instance crashed)."""
-        cursor = self._db[INTENTS].find({"at": {"$lt": before}}).sort("at", 1).limit(limit)
-        return [doc async for doc in cursor]
+        found = await self.storage.fetch_by_ids(CUSTOMERS, ids, projection={"write_id": 1})
+        return {cid for cid in ids if found.get(cid, {}).get("write_id") != write_id}
 
     async def by_phone_index(self, phone_index: str) -> list[Customer]:
         """Active records with this phone's blind index."""
         cursor = self.customers.find({"phone_index": phone_index, "status": "active"})
         return [from_document(doc) async for doc in cursor]
 
-    async def value_thresholds(self) -> ValueThresholds | None:
-        """The value-class cut points of the last recomputation, if any."""
-        doc = await self._db[FIGURES].find_one({"_id": VALUE_THRESHOLDS_ID})
+    async def sharing_phones(self, phone_indexes: Iterable[str]) -> dict[str, set[str]]:
+        """Active records by phone index, for these phone indexes."""
+        found = await self.storage.find_by_values(
+            CUSTOMERS,
+            "phone_index",
+            sorted(set(phone_indexes)),
+            where={"status": "active"},
+            projection={"phone_index": 1},
+        )
+        holders: dict[str, set[str]] = {}
+        for doc in found:
+            holders.setdefault(doc["phone_index"], set()).add(doc["_id"])
+        return holders
+
+    async def note_shared_phones(self, phone_indexes: Iterable[str], now: datetime) -> None:
+        """Remember phones more than one record has (the duplicates list reads these)."""
+        docs = [{"_id": p, "noted_at": now} for p in sorted(set(phone_indexes))]
+        if docs:
+            await self.storage.insert_once(SHARED_PHONES, docs)
+
+    async def shared_phones(self, limit: int) -> list[str]:
+        """Phones noted as shared by several records (a short list: duplicates not yet merged)."""
+        cursor = self.storage[SHARED_PHONES].find({}, {"_id": 1}).limit(limit)
+        return [doc["_id"] async for doc in cursor]
+
+    async def forget_shared_phone(self, phone_index: str) -> None:
+        """A phone no longer shared (merged or changed)."""
+        await self.storage[SHARED_PHONES].delete_one({"_id": phone_index})
+
+    async def in_spend_bands(self, bands: Iterable[int]) -> list[Document]:
+        """Active records in these spend bands (their id, spend and classes)."""
+        return await self.storage.find_by_values(
+            CUSTOMERS,
+            "spend_band",
+            sorted(set(bands)),
+            where={"status": "active"},
+            projection={"spend_12m_minor": 1, "classes": 1},
+        )
+
+    async def filed_under(self, due_bucket: str) -> list[Document]:
+        """Records filed under a due bucket (their id and when they are next due)."""
+        cursor = self.customers.find({"due_bucket": due_bucket}, {"next_change_at": 1})
+        return [doc async for doc in cursor]
+
+    async def in_segment_slot(self, segment: str, slot: int) -> list[Customer]:
+        """Active records of a segment in one slot, by id."""
+        cursor = self.customers.find({"segment_slots": f"{segment}#{slot}", "status": "active"})
+        return sorted([from_document(d) async for d in cursor], key=lambda c: c.customer_id)
+
+    async def of_stores_in_segment(self, stores: Iterable[str], segment: str) -> list[Customer]:
+        """Active records of a segment that registered or shopped in one of these stores, by id."""
+        found = await self.storage.find_by_values(
+            CUSTOMERS,
+            "stores",
+            sorted(set(stores)),
+            where={"segments": segment, "status": "active"},
+        )
+        unique = {doc["_id"]: doc for doc in found}
+        return [from_document(unique[cid]) for cid in sorted(unique)]
+
+    async def due_for_contact_review(self) -> list[Customer]:
+        """Records flagged for the review of their contact data."""
+        cursor = self.customers.find({"contact_review_due": True, "status": "active"})
+        return [from_document(doc) async for doc in cursor]
+
+    # -- publication intents -------------------------------------------------------------
+
+    async def open_intent(self, write_id: str, customer_ids: Sequence[str], now: datetime) -> None:
+        """Note, before writing them, the records whose queued changes are about to go out."""
+        due = INTENT_BUCKETS.key_for(now + INTENT_GRACE, now)
+        await self.storage[INTENTS].insert_one(
+            {"_id": write_id, "customers": list(customer_ids), "at": now, "due_bucket": due}
+        )
+
+    async def close_intents(self, write_ids: Sequence[str]) -> None:
+        """The changes of these writes are published: their records' outboxes may be cleared."""
+        if write_ids:
+            await self.storage.bulk_write(INTENTS, [DeleteOne({"_id": w}) for w in write_ids])
+            self._remember_closed(write_ids)
+
+    async def open_intents(self, write_ids: Iterable[str]) -> set[str]:
+        """Those of these writes whose intent is still open (their changes maybe unpublished).
+
+        An intent is closed once and never reopened, so closed ones are remembered and
+        only the others are looked up (one equality lookup each).
+        """
+        unknown = {w for w in write_ids if w not in self._closed_intents}
+        if not unknown:
+            return set()
+        found = set(await self.storage.fetch_by_ids(INTENTS, unknown, projection={"_id": 1}))
+        self._remember_closed(unknown - found)
+        return found
+
+    async def stale_intents(self, now: datetime) -> list[Document]:
+        """Intents older than the grace, never closed (their instance stopped), by due bucket."""
+        stale = []
+        for key in await self.intent_cursor.keys_to_read(now):
+            async for doc in self.storage[INTENTS].find({"due_bucket": key}):
+                if doc["at"] <= now - INTENT_GRACE:
+                    stale.append(doc)
+        return stale
+
+    async def unpublished_intents(self, now: datetime) -> int:
+        """How many intents are open (a handful: batches in flight, or left by a crash)."""
+        settled = await self.intent_cursor.settled()
+        keys = INTENT_BUCKETS.keys_after(settled, now + INTENT_GRACE, first=now)
+        counts = await self.storage.each_concurrently(
+            keys, lambda key: self.storage[INTENTS].count_documents({"due_bucket": key})
+        )
+        return sum(counts)
+
+    def _remember_closed(self, write_ids: Iterable[str]) -> None:
+        for write_id in write_ids:
+            self._closed_intents[write_id] = None
+        while len(self._closed_intents) > CLOSED_INTENTS_REMEMBERED:
+            del self._closed_intents[next(iter(self._closed_intents))]
+
+    # -- value-class cut points the records were last reconciled with --------------------
+
+    async def classified_with(self) -> ValueThresholds | None:
+        """The cut points the last classification run brought every record in line with."""
+        doc = await self.storage[FIGURES].find_one({"_id": CLASSIFIED_WITH_ID})
         if doc is None:
             return None
         return ValueThresholds(
@@ -248,10 +374,10 @@ class ProfileStore:
             int(doc["ranked"]),
         )
 
-    async def save_value_thresholds(self, thresholds: ValueThresholds, now: datetime) -> None:
-        """Store new cut points for per-event classification."""
-        await self._db[FIGURES].update_one(
-            {"_id": VALUE_THRESHOLDS_ID},
+    async def save_classified_with(self, thresholds: ValueThresholds, now: datetime) -> None:
+        """Remember the cut points every record is now classified with."""
+        await self.storage[FIGURES].update_one(
+            {"_id": CLASSIFIED_WITH_ID},
             {
                 "$set": {
                     "important_min": thresholds.important_min,
@@ -264,92 +390,23 @@ class ProfileStore:
             upsert=True,
         )
 
-    async def spends_12m(self, now: datetime, zone: ZoneInfo) -> list[int]:
-        """Every active customer's net spend of the last 12 months at ``now``."""
-        cursor = self.customers.find({"status": "active"}, {"stats.months": 1})
-        return [
-            Stats.from_document(doc.get("stats") or {}).figures(now, zone).spend_12m_minor
-            async for doc in cursor
-        ]
+    # -- audit ---------------------------------------------------------------------------
 
-    async def active_ids_after(self, after: str | None, limit: int) -> list[str]:
-        """A page of active customer ids in id order, after ``after``."""
-        query: Document = {"status": "active"}
-        if after is not None:
-            query["_id"] = {"$gt": after}
-        cursor = self.customers.find(query, {"_id": 1}).sort("_id", 1).limit(limit)
-        return [doc["_id"] async for doc in cursor]
-
-    async def claim_lease(self, name: str, holder: str, now: datetime, seconds: int) -> bool:
-        """Take a named lease if it is free or expired (or extend ours); False if held.
-
-        Who takes a free lease is decided by inserting ``<name>#<attempt>`` with a unique
-        id: FerretDB does not make conditional updates atomic across connections, so a
-        filtered find_one_and_update could let two instances win the same expired lease.
-        """
-        until = now + timedelta(seconds=seconds)
-        lease = await self._db[LEASES].find_one({"_id": name})
-        if lease is not None and lease.get("holder") == holder:
-            await self._db[LEASES].update_one({"_id": name}, {"$set": {"until": until}})
-            return True
-        if lease is not None and lease["until"] >= now:
-            return False
-        attempt = int(lease.get("attempt", 0)) + 1 if lease is not None else 1
-        try:
-            await self._db[LEASE_CLAIMS].insert_one(
-                {"_id": f"{name}#{attempt}", "holder": holder, "at": now}
-            )
-        except DuplicateKeyError:
-            claim = await self._db[LEASE_CLAIMS].find_one({"_id": f"{name}#{attempt}"})
-            if claim is not None and claim["at"] + timedelta(seconds=seconds) < now:
-                # Its winner died before recording the lease: record it, expired, so the
-                # next attempt number is free for whoever comes next.
-                await self._db[LEASES].update_one(
-                    {"_id": name},
-                    {
-                        "$max": {"attempt": attempt},
-                        "$set": {"holder": claim["holder"], "until": claim["at"]},
-                    },
-                    upsert=True,
-                )
-            return False
-        await self._db[LEASES].update_one(
-            {"_id": name},
-            {"$set": {"holder": holder, "until": until, "attempt": attempt}},
-            upsert=True,
-        )
-        return True
-
-    async def lease(self, name: str) -> Document | None:
-        """A lease document (holder, until, last completion)."""
-        return await self._db[LEASES].find_one({"_id": name})
-
-    async def finish_lease(self, name: str, holder: str, now: datetime) -> None:
-        """Release a lease and note when its work was last completed."""
-        await self._db[LEASES].update_one(
-            {"_id": name, "holder": holder},
-            {"$set": {"until": now, "completed_at": now}},
-        )
-
-    async def append_audit(self, entries: Sequence[AuditEntry]) -> None:
+    async def append_audit(self, entries: Sequence[AuditEntry], now: datetime) -> None:
         """Append audit entries (never updated or deleted by the service)."""
         if entries:
-            await self.audit.insert_many([e.to_document() for e in entries])
+            bucket = TALLY_BUCKETS.key(now)
+            await self.audit.insert_many([e.to_document(bucket) for e in entries])
 
     async def audit_of(self, customer_id: str) -> list[Document]:
         """The audit trail of one customer, oldest first."""
         cursor = self.audit.find({"customer_id": customer_id}).sort("at", 1)
         return [doc async for doc in cursor]
 
-    async def stats(self) -> dict[str, int]:
-        """Head-office figures for /stats."""
-        count = self.customers.count_documents
-        return {
-            "customers": await count({"status": "active"}),
-            "registered": await count({"status": "active", "registered": True}),
-            "erased": await count({"status": "erased"}),
-            "merged": await count({"status": "merged"}),
-            "vip": await count({"segments": "vip_class:vip"}),
-            "unpublished_intents": await self._db[INTENTS].count_documents({}),
-            "audit_entries": await self.audit.count_documents({}),
-        }
+
+def _only_duplicate_keys(error: BulkWriteError | DuplicateKeyError) -> bool:
+    # Two writers creating the same new record: the loser redoes its change on the winner's.
+    if isinstance(error, DuplicateKeyError):
+        return True
+    errors = error.details.get("writeErrors", [])
+    return bool(errors) and all(e.get("code") == DUPLICATE_KEY for e in errors)

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
-from services.profile.access import public_facts
-from services.profile.customer import Customer
+from services.profile.access import may_see_customer, public_facts
+from services.profile.customer import Customer, contact_review_due
 from services.profile.records import CustomerRecords
-from services.profile.store import from_document
+from services.profile.store import SEGMENT_SLOTS
+from services.profile.tallies import AUDIT_ENTRIES, SEGMENT, STORE_SEGMENT
 from shared.auth import Principal
-from shared.storage import Document
 
 
 class ProfileViews:
@@ -18,7 +17,6 @@ class ProfileViews:
 
     def __init__(self, records: CustomerRecords) -> None:
         self._records = records
-        self._customers = records.store.customers
 
     def decrypt(self, customer: Customer) -> dict[str, str]:
         """Every personal field of a record in clear (callers audit before returning it)."""
@@ -68,6 +66,7 @@ class ProfileViews:
             "consent": self.consent(customer),
             "stats": self.stats_summary(customer),
             "months": customer.stats.to_document()["months"],
+            "last_12_months": customer.stats.to_document()["window"],
             "audit": [{k: v for k, v in e.items() if k != "_id"} for e in trail],
         }
 
@@ -83,48 +82,47 @@ class ProfileViews:
 
     async def duplicate_groups(self, limit: int) -> list[list[str]]:
         """Groups of active records sharing a phone (by blind index), for head office to merge."""
-        shared = [
-            row["_id"]
-            async for row in await self._customers.aggregate(
-                [
-                    {"$match": {"status": "active", "phone_index": {"$ne": None}}},
-                    {"$group": {"_id": "$phone_index", "n": {"$sum": 1}}},
-                    {"$match": {"n": {"$gt": 1}}},
-                    {"$limit": limit},
-                ]
-            )
-        ]
+        store = self._records.store
         groups = []
-        for phone_index in shared:
-            cursor = self._customers.find(
-                {"phone_index": phone_index, "status": "active"}, {"_id": 1}
-            ).sort("_id", 1)
-            groups.append([doc["_id"] async for doc in cursor])
-        return sorted(groups)
+        for phone_index in await store.shared_phones(limit * 2):
+            holders = sorted(c.customer_id for c in await store.by_phone_index(phone_index))
+            if len(holders) > 1:
+                groups.append(holders)
+            else:
+                await store.forget_shared_phone(phone_index)  # merged or changed since
+        return sorted(groups)[:limit]
 
     async def segment_page(
         self, principal: Principal, segment: str, page: int, page_size: int
     ) -> dict[str, Any]:
-        """A page of the customers in a segment (``scheme:class``), without personal data."""
-        query: Document = {"segments": segment, "status": "active"}
+        """A page of the customers in a segment (``scheme:class``), without personal data.
+
+        Store staff get their stores' customers in id order (found by store). Others walk
+        the segment's slots in order, ids in order within a slot, reading only as many
+        slots as the page needs; the total comes from the kept counts.
+        """
+        store = self._records.store
+        wanted = page * page_size
         if principal.role == "store_staff":
-            query["stores"] = {"$in": sorted(principal.stores)}
-        total = await self._customers.count_documents(query)
-        cursor = (
-            self._customers.find(query).sort("_id", 1).skip((page - 1) * page_size).limit(page_size)
-        )
-        items = []
-        async for doc in cursor:
-            customer = from_document(doc)
-            items.append(
-                {
-                    "customer_id": customer.customer_id,
-                    "home_store_id": customer.home_store_id,
-                    "classes": customer.classes,
-                    "spend_12m_minor": customer.spend_12m_minor,
-                    "last_purchase_at": customer.stats.last_purchase_at,
-                }
-            )
+            members = await store.of_stores_in_segment(principal.stores, segment)
+            total = len(members)
+        else:
+            total = (await self._records.tallies.counts()).get(f"{SEGMENT}{segment}", 0)
+            members = []
+            for slot in range(SEGMENT_SLOTS):
+                if len(members) >= wanted:
+                    break
+                members += await store.in_segment_slot(segment, slot)
+        items = [
+            {
+                "customer_id": customer.customer_id,
+                "home_store_id": customer.home_store_id,
+                "classes": customer.classes,
+                "spend_12m_minor": customer.spend_12m_minor,
+                "last_purchase_at": customer.stats.last_purchase_at,
+            }
+            for customer in members[wanted - page_size : wanted]
+        ]
         return {
             "segment": segment,
             "page": page,
@@ -134,59 +132,78 @@ class ProfileViews:
         }
 
     async def counts(self, principal: Principal) -> dict[str, Any]:
-        """Active customers per home store and segment, and per segment overall."""
-        match: Document = {"status": "active"}
-        if principal.role == "store_staff":
-            match["home_store_id"] = {"$in": sorted(principal.stores)}
+        """Active customers per home store and segment, and per segment overall (kept counts)."""
         by_store: dict[str, dict[str, int]] = {}
-        async for row in await self._customers.aggregate(
-            [
-                {"$match": match},
-                {"$unwind": "$store_segments"},
-                {"$group": {"_id": "$store_segments", "n": {"$sum": 1}}},
-            ]
-        ):
-            store_id, _, segment = str(row["_id"]).partition("|")
-            by_store.setdefault(store_id, {})[segment] = int(row["n"])
+        for key, n in (await self._records.tallies.counts()).items():
+            if not key.startswith(STORE_SEGMENT):
+                continue
+            store_id, _, segment = key[len(STORE_SEGMENT) :].partition("|")
+            if principal.role == "store_staff" and store_id not in principal.stores:
+                continue
+            by_store.setdefault(store_id, {})[segment] = n
         overall: dict[str, int] = {}
         for segments in by_store.values():
             for segment, n in segments.items():
                 overall[segment] = overall.get(segment, 0) + n
         return {
-            "by_store": dict(sorted(by_store.items())),
+            "by_store": {k: dict(sorted(v.items())) for k, v in sorted(by_store.items())},
             "by_segment": dict(sorted(overall.items())),
         }
 
     async def contact_review(self, principal: Principal, limit: int) -> dict[str, Any]:
-        """The quarterly review list: contact data not confirmed for the policy's days."""
+        """The quarterly review list: contact data not confirmed for the policy's days.
+
+        Records are flagged when the classification job reaches their due moment; those
+        whose moment came since its last run are read from their due buckets.
+        """
         records = self._records
-        now = records.clock.now()
-        cutoff = now - timedelta(days=records.policy.contact_review_days)
-        query: Document = {
-            "status": "active",
-            "registered": True,
-            "contact_confirmed_at": {"$lt": cutoff},
-        }
-        if principal.role == "store_staff":
-            query["stores"] = {"$in": sorted(principal.stores)}
-        cursor = self._customers.find(query).sort("contact_confirmed_at", 1).limit(limit)
-        items = []
-        async for doc in cursor:
-            customer = from_document(doc)
-            items.append(
-                {
-                    "customer_id": customer.customer_id,
-                    "home_store_id": customer.home_store_id,
-                    "closest_staff_id": customer.closest_staff_id,
-                    "contact_confirmed_at": customer.contact_confirmed_at,
-                    "days_since_confirmed": (now - customer.contact_confirmed_at).days
-                    if customer.contact_confirmed_at
-                    else None,
-                    "fields_on_file": sorted(f for f in customer.pii if f != "birthday"),
-                }
-            )
+        store, now = records.store, records.clock.now()
+        due = {c.customer_id: c for c in await store.due_for_contact_review()}
+        for key in await store.due_cursor.keys_to_read(now):
+            reached = [
+                d["_id"]
+                for d in await store.filed_under(key)
+                if d.get("next_change_at") and d["next_change_at"] <= now
+            ]
+            for customer in (await store.load(reached)).values():
+                if customer.status == "active" and contact_review_due(
+                    customer, now, records.policy
+                ):
+                    due[customer.customer_id] = customer
+        listed = sorted(
+            (c for c in due.values() if may_see_customer(principal, c)),
+            key=lambda c: (c.contact_confirmed_at or now, c.customer_id),
+        )[:limit]
+        items = [
+            {
+                "customer_id": customer.customer_id,
+                "home_store_id": customer.home_store_id,
+                "closest_staff_id": customer.closest_staff_id,
+                "contact_confirmed_at": customer.contact_confirmed_at,
+                "days_since_confirmed": (now - customer.contact_confirmed_at).days
+                if customer.contact_confirmed_at
+                else None,
+                "fields_on_file": sorted(f for f in customer.pii if f != "birthday"),
+            }
+            for customer in listed
+        ]
         return {
             "generated_at": now,
             "review_days": records.policy.contact_review_days,
             "customers": items,
+        }
+
+    async def head_office_figures(self) -> dict[str, int]:
+        """Figures for /stats, from the kept counts (no collection is read)."""
+        counts = await self._records.tallies.counts()
+        return {
+            "customers": counts.get("status:active", 0),
+            "registered": counts.get("registered", 0),
+            "erased": counts.get("status:erased", 0),
+            "merged": counts.get("status:merged", 0),
+            "vip": counts.get(f"{SEGMENT}vip_class:vip", 0),
+            "unpublished_intents": await self._records.store.unpublished_intents(
+                self._records.clock.now()
+            ),
+            "audit_entries": counts.get(AUDIT_ENTRIES, 0),
         }

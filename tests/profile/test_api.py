@@ -9,7 +9,7 @@ import pytest
 from bson import json_util
 from pymongo import AsyncMongoClient
 
-from services.profile.jobs import RECOMPUTE_LEASE, recompute_classes
+from services.profile.jobs import CLASSIFY_LEASE, classify_due
 from shared.contracts import CRM_CUSTOMERS, POS_PURCHASES, CustomerChanged
 from shared.storage import Document
 from tests.factories import purchase
@@ -271,7 +271,7 @@ async def test_registration_consent_segments_counts_and_quarterly_review(
     assert (await client.get("/reviews/contact", headers=staff)).json()["customers"] == []
 
 
-async def test_recomputation_runs_once_across_instances_and_classifies_by_rank(
+async def test_value_classes_follow_the_kept_distribution_and_one_instance_keeps_them(
     profile: ProfileService,
 ) -> None:
     await publish(
@@ -283,16 +283,34 @@ async def test_recomputation_runs_once_across_instances_and_classifies_by_rank(
         ],
     )
     await profile.caught_up()
-    profile.clock.advance(timedelta(days=1, minutes=1))
-    records = profile.records  # (the start-up run was a day ago: due again)
-    ran = await asyncio.gather(*(recompute_classes(records, f"instance-{i}") for i in range(3)))
-    assert sorted(ran) == [False, False, True]
-    lease = await records.store.lease(RECOMPUTE_LEASE)
+    profile.clock.advance(timedelta(minutes=1))  # (the service's own start-up run was at NOW)
+    records, leases = profile.records, profile.app.state.leases
+    runs = await asyncio.gather(*(classify_due(records, leases, f"instance-{i}") for i in range(3)))
+    assert sorted(run.read > 0 for run in runs) == [False, False, True]  # one held the lease
+    lease = await leases.get(CLASSIFY_LEASE)
     assert lease is not None and lease["completed_at"] is not None
-    assert not await recompute_classes(records, "instance-9")  # not due again for a day
 
     head_office = profile.auth("head_office")
-    important = await profile.client.get("/segments/value_class:important", headers=head_office)
-    assert [c["customer_id"] for c in important.json()["items"]] == ["C10", "C9"]
-    small = await profile.client.get("/segments/value_class:small", headers=head_office)
-    assert [c["customer_id"] for c in small.json()["items"]] == ["C1", "C2"]
+
+    async def segment(name: str) -> list[str]:
+        page = await profile.client.get(f"/segments/value_class:{name}", headers=head_office)
+        assert page.json()["total"] == len(page.json()["items"])
+        return sorted(c["customer_id"] for c in page.json()["items"])
+
+    assert await segment("important") == ["C10", "C9"]
+    assert await segment("small") == ["C1", "C2"]
+
+    # C1 now spends most: right as soon as the purchase is processed, without any job.
+    await publish(
+        profile.kafka,
+        profile.prefix,
+        [(POS_PURCHASES, purchase("pos-big", customer_id="C1", total="5000.00"), None)],
+    )
+    await profile.caught_up()
+    c1 = await profile.client.get("/customers/C1", headers=head_office)
+    assert c1.json()["classes"]["value_class"] == "important"
+    # C9 fell out of the top 20% by C1's purchase alone: the job finds it by its band.
+    profile.clock.advance(timedelta(minutes=1))
+    await classify_due(records, leases, "instance-0")
+    assert await segment("important") == ["C1", "C10"]
+    assert "C9" in await segment("major")

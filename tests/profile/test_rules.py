@@ -37,10 +37,8 @@ from services.profile.customer import (
     register,
     set_consent,
 )
-from services.profile.jobs import recompute_due
 from services.profile.policy import ProfilePolicy, load_policy
 from services.profile.settings import ProfileSettings
-from services.profile.stats import months_back
 from shared.auth import Principal, Role
 from shared.policy import PolicyError
 from tests.factories import purchase
@@ -401,8 +399,7 @@ def test_processed_ids_are_bounded() -> None:
     assert not customer.has_applied("e3") and customer.has_applied("e19")
 
 
-def test_twelve_month_window_and_recompute_schedule() -> None:
-    assert months_back("2026-02", 3) == ["2026-02", "2026-01", "2025-12"]
+def test_twelve_month_window() -> None:
     customer = Customer("C1")
     for at, total in ((NOW - timedelta(days=400), "500.00"), (NOW, "100.00")):
         record_purchase(
@@ -410,9 +407,6 @@ def test_twelve_month_window_and_recompute_schedule() -> None:
         )
     window = customer.stats.figures(NOW, POLICY.zone)
     assert (window.orders_12m, window.spend_12m_minor) == (1, 10_000)
-    assert recompute_due(None, NOW, 24)
-    assert not recompute_due(NOW - timedelta(hours=23), NOW, 24)
-    assert recompute_due(NOW - timedelta(hours=24), NOW, 24)
 
 
 def test_sizes_come_from_the_sku_and_currency_must_be_known() -> None:
