@@ -22,6 +22,8 @@ from datetime import UTC, datetime, timedelta
 
 from prometheus_client import CollectorRegistry
 
+from services.care.claims import DispatchStore
+from services.care.counters import StatsCounter, Tally
 from services.care.handlers import SUBSCRIBED_TOPICS, on_batch
 from services.care.jobs import Dispatcher
 from services.care.moments import plan
@@ -32,7 +34,7 @@ from services.care.templates import load_templates
 from shared.clock import FixedClock
 from shared.contracts import CARE_OUTREACH, dlq_topic
 from shared.messaging import BatchProcessor, ConsumerMetrics, Delivery, EventPublisher, make_broker
-from shared.storage import ensure_indexes, mongo_client, service_database
+from shared.storage import Storage, ensure_indexes, mongo_client, service_database
 from tools.samplechain import generate_chain
 from tools.topics import create_topics
 
@@ -59,7 +61,7 @@ async def ingest(
     metrics = ConsumerMetrics("care", CollectorRegistry())
     processor = BatchProcessor(
         service="care",
-        handle=on_batch(store, CarePolicy(), clock),
+        handle=on_batch(store, CarePolicy(), clock, StatsCounter(store.storage, "bench")),
         publisher=publisher,
         metrics=metrics,
         clock=clock,
@@ -82,16 +84,27 @@ async def dispatch(
         CustomerView(f"B{tag}{n:06d}", consent={"phone": True}, home_store_id="SH001")
         for n in range(items)
     ]
-    await store.save_views(views, now)
+    counter = StatsCounter(store.storage, f"bench-dispatch-{tag}")
+    await store.save_views(views, {}, now, Tally())
     planned = [
         plan("purchase_callback", v, policy, occasion="bench", due_at=now - timedelta(minutes=1))
         for v in views
     ]
-    await store.schedule(planned, now)
+    await store.schedule(planned, now, Tally())
     dispatchers = [
-        Dispatcher(store, publisher, policy, templates, clock, owner=f"bench-{i}")
+        Dispatcher(
+            store,
+            DispatchStore(store.storage),
+            publisher,
+            policy,
+            templates,
+            clock,
+            counter,
+            owner=f"bench-{i}",
+        )
         for i in range(instances)
     ]
+    await dispatchers[0].cursor.open(now - timedelta(minutes=10))
     started = time.perf_counter()
     reports = await asyncio.gather(*(d.run_once() for d in dispatchers))
     elapsed = time.perf_counter() - started
@@ -117,10 +130,10 @@ async def main(customers: int, seed: int, batch_size: int, items: int) -> None:
     try:
         await ensure_indexes(db, INDEXES)
         await ensure_indexes(dispatch_db, INDEXES)
-        store = CareStore(db)
+        store = CareStore(Storage(db))
         publisher = EventPublisher(broker, topic_prefix=prefix)
         seconds, totals = await ingest(store, publisher, deliveries, batch_size)
-        stats = await store.stats()
+        stats = await StatsCounter(store.storage, "bench").totals()
         print(f"chain: {customers} customers, {len(deliveries)} records on care's topics")
         print(
             f"ingest: {len(deliveries) / seconds:,.0f} events/s "
@@ -128,7 +141,7 @@ async def main(customers: int, seed: int, batch_size: int, items: int) -> None:
             f"dead-lettered {totals['dead_lettered']:.0f}; "
             f"{stats['outreach_pending']} outreach items planned)"
         )
-        dispatch_store = CareStore(dispatch_db)
+        dispatch_store = CareStore(Storage(dispatch_db))
         one = await dispatch(dispatch_store, publisher, items, 1, "a")
         print(f"dispatch, 1 instance: {items / one:,.0f} commands/s ({items} in {one:.1f} s)")
         two = await dispatch(dispatch_store, publisher, items, 2, "b")

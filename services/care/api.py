@@ -13,10 +13,11 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, HTTPException, Query
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from services.care.counters import StatsCounter, Tally
 from services.care.moments import follow_up
 from services.care.policy import CarePolicy
 from services.care.rules import localized
-from services.care.store import LIVE, SENT, TASK_OPEN, CareStore
+from services.care.store import TASK_OPEN, CareStore
 from services.care.templates import TemplateCatalogue
 from shared.auth import Principal, principal_dependency, require_role
 from shared.clock import Clock
@@ -48,23 +49,40 @@ def _public(doc: Mapping[str, Any]) -> dict[str, Any]:
     return {"item_id": doc["_id"], **out}
 
 
-def _store_scope(principal: Principal, store_id: str | None) -> dict[str, Any]:
-    """The store filter a caller may see: one of their stores, or all of them."""
+def _stores_of(principal: Principal, store_id: str | None) -> list[str] | None:
+    """The stores a caller may see: the one asked for, theirs, or all of them (None)."""
     if store_id is not None:
         if not principal.works_in(store_id):
             raise HTTPException(403, f"{principal.subject} does not work in store {store_id}")
-        return {"store_id": store_id}
+        return [store_id]
     if principal.role in ("head_office", "service"):
+        return None
+    return sorted(principal.stores)
+
+
+def _store_scope(principal: Principal, store_id: str | None) -> dict[str, Any]:
+    """The store filter a caller may see (a condition next to an indexed equality)."""
+    stores = _stores_of(principal, store_id)
+    if stores is None:
         return {}
-    return {"store_id": {"$in": sorted(principal.stores)}}
+    return {"store_id": stores[0]} if len(stores) == 1 else {"store_id": {"$in": stores}}
 
 
 def _period_match(period: str) -> dict[str, Any]:
     return {"month": period} if "-" in period else {"year": int(period)}
 
 
+def _months_of(period: str) -> list[str]:
+    return [period] if "-" in period else [f"{period}-{m:02d}" for m in range(1, 13)]
+
+
 def care_router(
-    store: CareStore, policy: CarePolicy, templates: TemplateCatalogue, clock: Clock, secret: str
+    store: CareStore,
+    counter: StatsCounter,
+    policy: CarePolicy,
+    templates: TemplateCatalogue,
+    clock: Clock,
+    secret: str,
 ) -> APIRouter:
     """Routes reading and acting on the care database."""
     router = APIRouter(tags=["care"])
@@ -75,8 +93,8 @@ def care_router(
 
     @router.get("/stats")
     async def stats() -> dict[str, int]:
-        """Headline figures (no token: the demo reads them)."""
-        return await store.stats()
+        """Headline figures (no token: the demo reads them), summed from the counters."""
+        return await counter.totals()
 
     @router.get("/tasks")
     async def tasks(
@@ -87,10 +105,8 @@ def care_router(
     ) -> list[dict[str, Any]]:
         """Calls and visits handed to staff, in the caller's stores, oldest first."""
         staff(principal)
-        query: dict[str, Any] = {"task_status": status, **_store_scope(principal, store_id)}
-        if staff_id is not None:
-            query["assigned_staff_id"] = staff_id
-        return [_public(d) for d in await store.items(query)]
+        stores = _stores_of(principal, store_id)
+        return [_public(d) for d in await store.tasks(status, stores, staff_id)]
 
     @router.post("/tasks/{item_id}/outcome")
     async def record_outcome(
@@ -114,17 +130,20 @@ def care_router(
         if item.get("task_status") is None:
             raise HTTPException(409, f"{item_id} is not a staff task awaiting an outcome")
         recorded = body.model_dump(mode="json") | {"recorded_by": principal.subject}
+        tally = Tally()
         if item["task_status"] == TASK_OPEN:
             updated = await store.record_outcome(item_id, recorded)
+            tally["tasks_open"] -= int(updated is not None)
             item = updated or await store.item(item_id) or item
         previous = item.get("outcome") or {}
         if (
             previous.get("outcome") != body.outcome
             or previous.get("follow_up_on") != recorded["follow_up_on"]
         ):
+            await counter.add(tally)
             raise HTTPException(409, f"{item_id} already has the outcome {item['task_status']}")
         local = now.astimezone(zone)
-        await store.record_contact(
+        tally["contacts_recorded"] += await store.record_contact(
             {
                 "_id": item_id,
                 "customer_id": item["customer_id"],
@@ -150,8 +169,9 @@ def care_router(
                 store_id=item.get("store_id"),
                 policy=policy,
             )
-            await store.schedule([planned], now)
+            await store.schedule([planned], now, tally)
             follow_up_id = planned.item_id
+        await counter.add(tally)
         return {"item_id": item_id, "outcome": body.outcome, "follow_up_id": follow_up_id}
 
     @router.get("/customers/{customer_id}/outreach")
@@ -161,8 +181,8 @@ def care_router(
     ) -> list[dict[str, Any]]:
         """A customer's outreach not yet sent, soonest first (within the caller's stores)."""
         staff(principal)
-        query = {"customer_id": customer_id, "status": {"$in": list(LIVE)}}
-        return [_public(d) for d in await store.items({**query, **_store_scope(principal, None)})]
+        items = await store.live_items_of(customer_id, _store_scope(principal, None))
+        return [_public(d) for d in items]
 
     @router.get("/outreach/preview")
     async def preview(
@@ -173,10 +193,10 @@ def care_router(
     ) -> list[dict[str, Any]]:
         """Outreach due within the next N days, with the message text it will carry."""
         staff(principal)
-        until = clock.now() + timedelta(days=days)
-        query = {"status": {"$in": list(LIVE)}, "due_at": {"$lte": until}}
+        now = clock.now()
+        until = now + timedelta(days=days)
         shown: list[dict[str, Any]] = []
-        for doc in await store.items({**query, **_store_scope(principal, store_id)}):
+        for doc in await store.due_until(now, until, _store_scope(principal, store_id)):
             template = templates.for_kind(doc["kind"], locale or policy.default_locale)
             variables = {
                 **localized(doc.get("variables", {}), template.locale, policy.default_locale),
@@ -215,15 +235,11 @@ def care_router(
         )
         for store_key, outcomes in contacts.items():
             result.setdefault(store_key, {"sent": {}, "contacts": {}})["contacts"] = outcomes
-        sent_match: dict[str, Any] = {"status": SENT, **scope}
-        if "-" in period:
-            sent_match["month"] = period
-        else:
-            sent_match["month"] = {"$gte": f"{period}-01", "$lte": f"{period}-12"}
-        for row in await store.outreach_counts(sent_match):
+        for row in await store.sent_counts(_months_of(period), scope):
             key = str(row["_id"].get("store"))
             entry = result.setdefault(key, {"sent": {}, "contacts": {}})
-            entry["sent"][row["_id"]["kind"]] = int(row["n"])
+            kind = row["_id"]["kind"]
+            entry["sent"][kind] = entry["sent"].get(kind, 0) + int(row["n"])
         return result
 
     return router

@@ -9,8 +9,11 @@ from datetime import timedelta
 from fastapi import FastAPI
 
 from services.care.api import care_router
+from services.care.claims import DispatchStore
+from services.care.counters import StatsCounter
 from services.care.handlers import SUBSCRIBED_TOPICS, on_batch
-from services.care.jobs import Dispatcher, Planner
+from services.care.jobs import Dispatcher
+from services.care.planner import Planner
 from services.care.policy import CarePolicy, load_policy
 from services.care.settings import CareSettings
 from services.care.store import INDEXES, CareStore
@@ -40,24 +43,38 @@ def build_app(
     policy = policy or load_policy(settings.policy_file)
     templates = templates or load_templates(settings.templates_file, policy)
     runtime = build_runtime(SERVICE, settings, database=settings.database, clock=clock)
-    store = CareStore(runtime.db)
-    consume(runtime, SUBSCRIBED_TOPICS, on_batch(store, policy, clock))
+    store = CareStore(runtime.storage)
+    owner = instance or socket.gethostname()
+    # A counter document per process: no two processes ever write the same one.
+    counter = StatsCounter(runtime.storage, f"{owner}:{uuid.uuid4().hex[:8]}")
+    consume(runtime, SUBSCRIBED_TOPICS, on_batch(store, policy, clock, counter))
     dispatcher = Dispatcher(
         store,
+        DispatchStore(runtime.storage),
         runtime.publisher,
         policy,
         templates,
         clock,
-        owner=instance or f"{socket.gethostname()}:{uuid.uuid4().hex[:8]}",
+        counter,
+        owner=owner if instance else f"{owner}:{uuid.uuid4().hex[:8]}",
         lease=timedelta(seconds=settings.claim_lease_seconds),
         batch_size=settings.dispatch_batch_size,
     )
-    planner = Planner(store, policy, clock)
+    planner = Planner(store, policy, clock, counter)
+
+    async def open_cursors() -> None:
+        # The consumer may already be writing: items are filed at its "now" or later, so a
+        # cursor created a little in the past reads every bucket anything was filed under.
+        since = clock.now() - dispatcher.cursor.grace
+        await dispatcher.cursor.open(since)
+        await planner.cursor.open(since)
+
     app = create_service_app(
         runtime,
         title="Huitou care",
         indexes=INDEXES,
-        routers=[care_router(store, policy, templates, clock, settings.auth_secret)],
+        routers=[care_router(store, counter, policy, templates, clock, settings.auth_secret)],
+        on_started=[open_cursors],
         jobs=[
             PeriodicJob("care-dispatch", settings.dispatch_every_seconds, dispatcher.run_once),
             PeriodicJob("care-plan", settings.plan_every_seconds, planner.run_once),
@@ -65,6 +82,7 @@ def build_app(
     )
     app.state.runtime = runtime
     app.state.store = store
+    app.state.counter = counter
     app.state.dispatcher = dispatcher
     app.state.planner = planner
     app.state.policy = policy

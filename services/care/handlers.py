@@ -1,20 +1,28 @@
 """Care's subscribers: events → its own projection of each customer → outreach on the schedule.
 
-A batch is applied in order per customer. Writes go: purchase ledger, new
-outreach items, cancellations, and the projection last, so a batch that is
-delivered again after a crash plans exactly the same items (same ids).
+A batch is applied in order per customer. Writes go: purchase ledger, yearly
+ranking, new outreach items, planner filings, cancellations, and the projection
+last, so a batch that is delivered again after a crash plans exactly the same
+items (same ids).
+
+A batch costs a bounded number of commands, each an equality on an indexed field:
+one lookup per customer, one insert each for the ledger, the items and the filings,
+one update per changed customer, one counter update; the figures rules need
+(cumulative and yearly spend) live on the customer's view, never re-summed.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 import structlog
 
+from services.care.counters import StatsCounter, Tally
 from services.care.moments import (
     PlannedOutreach,
     on_purchase,
@@ -23,8 +31,9 @@ from services.care.moments import (
     on_tier_changed,
     still_worth_planning,
 )
+from services.care.occasions import planning_looks, spend_band
 from services.care.policy import CarePolicy
-from services.care.rules import CLOSED_TICKET, OPEN_TICKET, CustomerView, to_minor
+from services.care.rules import CLOSED_TICKET, OPEN_TICKET, CustomerView, is_greetable, to_minor
 from services.care.store import CareStore
 from shared.clock import Clock
 from shared.contracts import (
@@ -44,6 +53,7 @@ from shared.contracts import (
     Topic,
 )
 from shared.messaging import BatchHandler, Inbound, Rejection
+from shared.storage import Document
 
 SUBSCRIBED_TOPICS: tuple[Topic, ...] = (
     CRM_CUSTOMERS,
@@ -145,9 +155,20 @@ def apply_profile_change(view: CustomerView, event: CustomerChanged) -> Customer
     return replace(view, **changes)
 
 
-def apply_purchase(view: CustomerView, purchase: Purchase, spend_after: int) -> CustomerView:
-    """First and last purchase, where and with whom, and the cumulative spend."""
-    changes: dict[str, Any] = {"spend_minor": spend_after, "currency": purchase.currency}
+def purchase_year(purchase: Purchase, policy: CarePolicy) -> str:
+    """The calendar year of a purchase in its store's local time (the yearly ranking's year)."""
+    return str(purchase.occurred_at.astimezone(policy.zone_of(purchase.store_id)).year)
+
+
+def apply_purchase(view: CustomerView, purchase: Purchase, *, seq: int, year: str) -> CustomerView:
+    """First and last purchase, where and with whom, and the spend figures it adds to."""
+    amount = to_minor(purchase.total)
+    changes: dict[str, Any] = {
+        "spend_minor": view.spend_minor + amount,
+        "year_spend": {**view.year_spend, year: view.year_spend.get(year, 0) + amount},
+        "purchases_counted": max(view.purchases_counted, seq),
+        "currency": purchase.currency,
+    }
     if view.first_purchase_at is None or purchase.occurred_at < view.first_purchase_at:
         changes["first_purchase_at"] = purchase.occurred_at
         changes["first_purchase_event_id"] = purchase.event_id
@@ -159,72 +180,151 @@ def apply_purchase(view: CustomerView, purchase: Purchase, spend_after: int) -> 
     return replace(view, **changes)
 
 
+def ledger_entries(
+    purchases: Iterable[Purchase], views: Mapping[str, CustomerView], policy: CarePolicy
+) -> list[Document]:
+    """The ledger entries of a batch's purchases, numbered after what each view counts.
+
+    A customer's purchases are numbered in the order they arrive (``seq``): the view
+    counts every purchase up to ``purchases_counted``. Numbers are given before the
+    insert; an entry already in the ledger keeps the number it got the first time.
+    """
+    position: Counter[str] = Counter()
+    entries = []
+    for p in purchases:
+        assert p.customer_id is not None
+        position[p.customer_id] += 1
+        entries.append(
+            {
+                "_id": p.event_id,
+                "customer_id": p.customer_id,
+                "seq": views[p.customer_id].purchases_counted + position[p.customer_id],
+                "amount_minor": to_minor(p.total),
+                "year": purchase_year(p, policy),
+                "occurred_at": p.occurred_at,
+                "store_id": p.store_id,
+            }
+        )
+    return entries
+
+
+def purchases_to_count(
+    entries: Sequence[Document],
+    already_there: Mapping[str, Document],
+    views: Mapping[str, CustomerView],
+) -> dict[str, int]:
+    """The purchases of a batch the customers' figures do not hold yet, with their numbers.
+
+    An entry the ledger had already is either counted (its number is within the view's
+    count: a redelivery or a duplicate) or was written by an attempt that died before
+    saving the view: then it is counted now, under the number it got then.
+    """
+    to_count: dict[str, int] = {}
+    for entry in entries:
+        earlier = already_there.get(entry["_id"])
+        if earlier is None:
+            to_count[entry["_id"]] = int(entry["seq"])
+        elif earlier.get("customer_id") == entry["customer_id"] and int(earlier["seq"]) > (
+            views[entry["customer_id"]].purchases_counted
+        ):
+            to_count[entry["_id"]] = int(earlier["seq"])
+    return to_count
+
+
+def ranking_entries(
+    before: Mapping[str, CustomerView], after: Iterable[CustomerView], policy: CarePolicy
+) -> list[tuple[str, str, int, int]]:
+    """(customer, year, spend, band) for yearly spend that changed and could rank."""
+    floor = policy.top_spenders.min_spend * 100
+    entries = []
+    for view in after:
+        if view.gone:
+            continue
+        old = before[view.customer_id].year_spend if view.customer_id in before else {}
+        for year, spend in sorted(view.year_spend.items()):
+            if spend != old.get(year) and spend >= max(floor, 1):
+                entries.append((view.customer_id, year, spend, spend_band(spend)))
+    return entries
+
+
 def ticket_key(ticket_id: str) -> str:
     """A ticket id usable as a document field name (no dots, no leading $)."""
     return ticket_id.replace(".", "_").replace("$", "_")
 
 
-def on_batch(store: CareStore, policy: CarePolicy, clock: Clock) -> BatchHandler:
+def on_batch(
+    store: CareStore, policy: CarePolicy, clock: Clock, counter: StatsCounter
+) -> BatchHandler:
     """The batch handler: keeps the projection and puts due outreach on the schedule."""
 
     async def handle(batch: Sequence[Inbound]) -> Sequence[Rejection]:
-        now = clock.now()
-        ids = {cid for item in batch for cid in customers_of(item.event)}
-        effects = BatchEffects(views=await store.views(ids))
-        live_at_start = {cid for cid, v in effects.views.items() if not v.gone}
-
-        purchases: dict[str, Purchase] = {}
-        for item in batch:
-            event = item.event
-            if isinstance(event, Purchase) and event.customer_id in live_at_start:
-                purchases.setdefault(event.event_id, event)
-        await store.record_purchases(
-            [
-                {
-                    "_id": p.event_id,
-                    "customer_id": p.customer_id,
-                    "amount_minor": to_minor(p.total),
-                    "year": p.occurred_at.astimezone(policy.zone_of(p.store_id)).year,
-                    "occurred_at": p.occurred_at,
-                    "store_id": p.store_id,
-                }
-                for p in purchases.values()
-            ]
-        )
-        # Spend before this batch = ledger total minus this batch's purchases: exact even when
-        # the batch is delivered a second time (its purchases are then already in the ledger).
-        running = await store.spend_of({p.customer_id for p in purchases.values() if p.customer_id})
-        for p in purchases.values():
-            assert p.customer_id is not None
-            running[p.customer_id] = running.get(p.customer_id, 0) - to_minor(p.total)
-
-        rejections: list[Rejection] = []
-        seen: set[str] = set()
-        for item in batch:
-            if item.event.event_id in seen:
-                continue
-            seen.add(item.event.event_id)
-            try:
-                _apply(item.event, effects, running, policy)
-            except BadFact as error:
-                rejections.append(Rejection(item.delivery, str(error)))
-
-        planned = still_worth_planning(effects.planned, policy, now)
-        await store.schedule(planned, now)
-        await store.cancel_surveys(effects.surveys_not_needed, now)
-        await store.cancel_customer(effects.erased, "customer_erased", now)
-        await store.cancel_customer(effects.merged, "customer_merged", now)
-        await store.forget_purchases(effects.erased)
-        await store.save_views([effects.views[c] for c in sorted(effects.changed)], now)
-        if planned or effects.erased:
-            log.info("outreach_planned", items=len(planned), erased=len(effects.erased))
-        return rejections
+        tally = Tally()
+        try:
+            return await _handle(batch, store, policy, clock.now(), tally)
+        finally:
+            # What this attempt changed, even when it fails half-way: a retry only counts
+            # what it changes itself (inserts it wins, updates that match).
+            await counter.add(tally)
 
     return handle
 
 
+async def _handle(
+    batch: Sequence[Inbound], store: CareStore, policy: CarePolicy, now: datetime, tally: Tally
+) -> Sequence[Rejection]:
+    ids = {cid for item in batch for cid in customers_of(item.event)}
+    before = await store.views(ids)
+    effects = BatchEffects(views=dict(before))
+    live_at_start = {cid for cid, v in before.items() if not v.gone}
+
+    purchases: dict[str, Purchase] = {}
+    for item in batch:
+        event = item.event
+        if isinstance(event, Purchase) and event.customer_id in live_at_start:
+            purchases.setdefault(event.event_id, event)
+    entries = ledger_entries(purchases.values(), before, policy)
+    already_there = await store.record_purchases(entries, tally)
+    to_count = purchases_to_count(entries, already_there, before)
+
+    rejections: list[Rejection] = []
+    seen: set[str] = set()
+    for item in batch:
+        if item.event.event_id in seen:
+            continue
+        seen.add(item.event.event_id)
+        try:
+            _apply(item.event, effects, to_count, policy)
+        except BadFact as error:
+            rejections.append(Rejection(item.delivery, str(error)))
+
+    changed = [effects.views[c] for c in sorted(effects.changed)]
+    empty = {cid: CustomerView(customer_id=cid) for cid in ids}
+    looks = [
+        (view.customer_id, at)
+        for view in changed
+        for at in planning_looks(
+            before.get(view.customer_id, empty[view.customer_id]), view, policy, now
+        )
+    ]
+    planned = still_worth_planning(effects.planned, policy, now)
+    await store.rank(ranking_entries(before, changed, policy))
+    await store.schedule(planned, now, tally)
+    await store.file_for_planning(looks, now)
+    await store.cancel_surveys(effects.surveys_not_needed, now, tally)
+    for customer_id in sorted(effects.erased):
+        await store.forget_customer(customer_id, now, tally)
+    for customer_id in sorted(effects.merged - effects.erased):
+        await store.cancel_customer(customer_id, "customer_merged", now, tally)
+    await store.save_views(
+        changed, {v.customer_id: is_greetable(v, policy) for v in changed}, now, tally
+    )
+    if planned or effects.erased:
+        log.info("outreach_planned", items=len(planned), erased=len(effects.erased))
+    return rejections
+
+
 def _apply(
-    event: Event, effects: BatchEffects, running: dict[str, int], policy: CarePolicy
+    event: Event, effects: BatchEffects, to_count: Mapping[str, int], policy: CarePolicy
 ) -> None:
     """Apply one event to the batch's views and plans (pure, in memory)."""
     views = effects.views
@@ -247,11 +347,17 @@ def _apply(
     if isinstance(event, Purchase):
         if event.customer_id is None or views[event.customer_id].gone:
             return  # a walk-in, or a customer care must forget
+        if event.event_id not in to_count:
+            return  # the customer's figures hold it already (a redelivery or a duplicate)
         view = views[event.customer_id]
-        before = running[event.customer_id]
-        running[event.customer_id] = before + to_minor(event.total)
-        effects.planned.extend(on_purchase(view, event, policy, spend_before_minor=before))
-        effects.set(apply_purchase(view, event, running[event.customer_id]))
+        effects.planned.extend(
+            on_purchase(view, event, policy, spend_before_minor=view.spend_minor)
+        )
+        effects.set(
+            apply_purchase(
+                view, event, seq=to_count[event.event_id], year=purchase_year(event, policy)
+            )
+        )
         return
     if isinstance(event, Referral):
         referrer, referee = views[event.referrer_id], views[event.referee_id]

@@ -1,4 +1,6 @@
-"""Which outreach each event or calendar day calls for: pure planning, no I/O.
+"""Which outreach each event calls for, and how a planned outreach is built: pure, no I/O.
+
+Calendar moments (birthdays, holidays, cadence…) are in ``occasions``.
 
 Every planned outreach has a deterministic id (customer, kind, occasion), so
 planning the same moment twice — a redelivered event, two planners running
@@ -9,12 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from typing import Any
 
-from services.care.festivals import festivals_between
-from services.care.policy import CarePolicy, Kind, Period
-from services.care.rules import CustomerView, at_local, birthday_in, due_after, due_on, to_minor
+from services.care.policy import CarePolicy, Kind
+from services.care.rules import CustomerView, due_after, due_on, to_minor
 from shared.contracts import OutreachChannel, Purchase, Referral, TicketEvent, TierChanged
 
 
@@ -252,148 +253,3 @@ def follow_up(
         due_at=due_on(on, policy.moment("follow_up"), zone),
         variables={"topic": topic},
     )
-
-
-# --- moments of the calendar ------------------------------------------------------------
-
-
-def calendar_moments(
-    view: CustomerView, policy: CarePolicy, now: datetime
-) -> list[PlannedOutreach]:
-    """Birthdays, holidays, seasons, win-back and cadence contacts due within the horizon."""
-    if view.gone:
-        return []
-    zone = policy.zone_of(view.store_id)
-    today = now.astimezone(zone).date()
-    last = (now + policy.planning_horizon).astimezone(zone).date()
-    planned: list[PlannedOutreach] = []
-    if view.birthday_month is not None and view.birthday_day is not None:
-        for year in range(today.year, last.year + 1):
-            day = birthday_in(
-                year, view.birthday_month, view.birthday_day, leap_day_on=policy.leap_day_birthdays
-            )
-            if today <= day <= last:
-                planned.append(
-                    plan(
-                        "birthday",
-                        view,
-                        policy,
-                        occasion=str(year),
-                        due_at=due_on(day, policy.moment("birthday"), zone),
-                    )
-                )
-    for festival in festivals_between(policy, today, last):
-        planned.append(
-            plan(
-                "holiday",
-                view,
-                policy,
-                occasion=festival.occasion,
-                due_at=due_on(festival.greet_on, policy.moment("holiday"), zone),
-                variables={"holiday": {"zh-CN": festival.label_zh, "en": festival.label_en}},
-            )
-        )
-    for year in range(today.year, last.year + 1):
-        for season in policy.seasons:
-            greet_on = date(year, season.month, season.day) - timedelta(days=season.days_before)
-            if today <= greet_on <= last:
-                planned.append(
-                    plan(
-                        "season_change",
-                        view,
-                        policy,
-                        occasion=f"{season.key}-{year}",
-                        due_at=due_on(greet_on, policy.moment("season_change"), zone),
-                        variables={"season": {"zh-CN": season.label_zh, "en": season.label_en}},
-                    )
-                )
-    planned.extend(_win_back(view, policy, today, last))
-    planned.extend(_cadence(view, policy, today))
-    return planned
-
-
-def _win_back(
-    view: CustomerView, policy: CarePolicy, today: date, last: date
-) -> list[PlannedOutreach]:
-    if view.last_purchase_at is None:
-        return []
-    zone = policy.zone_of(view.store_id)
-    dormant_on = (view.last_purchase_at + policy.win_back_after).astimezone(zone).date()
-    if dormant_on > last:
-        return []
-    moment = policy.moment("win_back")
-    return [
-        plan(
-            "win_back",
-            view,
-            policy,
-            occasion=f"since-{view.last_purchase_at.astimezone(zone).date()}",
-            due_at=due_on(max(dormant_on, today), moment, zone),
-            cause_at=view.last_purchase_at,
-        )
-    ]
-
-
-# Fortnights are counted from a fixed Monday, so every planner agrees which one it is.
-_FORTNIGHT_EPOCH = date(2024, 1, 1)
-
-
-def period_of(period: Period, day: date) -> tuple[str, date]:
-    """The cadence period a day falls in: its name (the occasion) and its first day."""
-    if period == "weekly":
-        year, week, _ = day.isocalendar()
-        return f"{year}-W{week:02d}", day - timedelta(days=day.weekday())
-    if period == "biweekly":
-        n = (day - _FORTNIGHT_EPOCH).days // 14
-        start = _FORTNIGHT_EPOCH + timedelta(days=14 * n)
-        return f"F{start.isoformat()}", start
-    if period == "monthly":
-        return f"{day.year}-{day.month:02d}", day.replace(day=1)
-    quarter = (day.month - 1) // 3
-    return f"{day.year}-Q{quarter + 1}", date(day.year, 3 * quarter + 1, 1)
-
-
-def _cadence(view: CustomerView, policy: CarePolicy, today: date) -> list[PlannedOutreach]:
-    period = policy.cadence.get(view.value_class or "")
-    if period is None:
-        return []
-    name, start = period_of(period, today)
-    zone = policy.zone_of(view.store_id)
-    return [
-        plan(
-            "cadence",
-            view,
-            policy,
-            occasion=name,
-            due_at=due_on(max(start, today), policy.moment("cadence"), zone),
-            variables={"value_class": view.value_class},
-        )
-    ]
-
-
-def top_spender_visits(
-    ranked: Iterable[tuple[CustomerView, int]], year: int, policy: CarePolicy, now: datetime
-) -> list[PlannedOutreach]:
-    """Visits to the year's top spenders (already ranked, spend in minor units)."""
-    rule = policy.top_spenders
-    planned: list[PlannedOutreach] = []
-    for view, spend_minor in ranked:
-        if len(planned) >= rule.count or spend_minor < rule.min_spend * 100 or view.gone:
-            continue
-        zone = policy.zone_of(view.store_id)
-        review = date(year + 1, rule.review_month, rule.review_day)
-        planned.append(
-            plan(
-                "top_spender_visit",
-                view,
-                policy,
-                occasion=str(year),
-                due_at=at_local(
-                    max(review, now.astimezone(zone).date()),
-                    policy.moment("top_spender_visit").at or datetime.min.time(),
-                    zone,
-                ),
-                variables={"year": year},
-            )
-        )
-    return planned

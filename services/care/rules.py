@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
@@ -39,6 +39,11 @@ class CustomerView:
     first_purchase_event_id: str | None = None
     last_purchase_at: datetime | None = None
     spend_minor: int = 0
+    """Cumulative spend in minor units, kept purchase by purchase (never re-summed)."""
+    year_spend: Mapping[str, int] = field(default_factory=dict)
+    """Spend per local calendar year of the store ("2026" → minor units), for the yearly ranking."""
+    purchases_counted: int = 0
+    """How many purchases the figures above hold: the ledger numbers each purchase it counts."""
     currency: str | None = None
     tickets: Mapping[str, str] = field(default_factory=dict)
     erased: bool = False
@@ -58,6 +63,25 @@ class CustomerView:
     def gone(self) -> bool:
         """True once the customer is erased or merged into another record."""
         return self.erased or self.merged_into is not None
+
+
+def is_greetable(view: CustomerView, policy: CarePolicy) -> bool:
+    """True when a holiday or season greeting could reach the customer on some channel.
+
+    Greetings go to everyone who consents, so the planner reads exactly these customers
+    on a holiday; the others would only be skipped for want of consent at dispatch.
+    """
+    if view.gone:
+        return False
+    for kind in GREETINGS:
+        moment = policy.moment(kind)
+        if moment.enabled and choose_channel(moment, view, policy) is not None:
+            return True
+    return False
+
+
+GREETINGS: tuple[Kind, ...] = ("holiday", "season_change")
+"""Calendar moments every consenting customer gets on the same day."""
 
 
 def to_minor(amount: Decimal) -> int:
@@ -150,6 +174,29 @@ def cap_frees_at(sent_at: Sequence[datetime], now: datetime, cap: FrequencyCap) 
         return None
     # The contact that must age out of the window before another one fits.
     return recent[len(recent) - cap.max_contacts] + cap.window
+
+
+_CAP_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+def cap_period(at: datetime, cap: FrequencyCap) -> int:
+    """The window-long period (counted from a fixed epoch) holding a marketing contact at ``at``."""
+    return (at - _CAP_EPOCH) // cap.window
+
+
+def cap_key(customer_id: str, period: int, cap: FrequencyCap) -> str:
+    """Where a customer's marketing contacts of one period are filed (the window is part of it)."""
+    return f"{customer_id}|{int(cap.window.total_seconds())}|{period}"
+
+
+def cap_keys(customer_id: str, now: datetime, cap: FrequencyCap) -> list[str]:
+    """The keys holding every marketing contact of the cap's window before ``now`` (two at most).
+
+    Periods are as long as the window, so the window always spans this period and the one
+    before: the cap is checked with two equality lookups, however long the history.
+    """
+    first, last = cap_period(now - cap.window, cap), cap_period(now, cap)
+    return [cap_key(customer_id, period, cap) for period in range(first, last + 1)]
 
 
 @dataclass(frozen=True)

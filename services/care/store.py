@@ -1,50 +1,69 @@
-"""The care database: customer projection, purchase ledger, outreach items, staff contacts.
+"""The care database: customer projection, purchase ledger, yearly ranking, outreach items.
 
-Each outreach item is one document (id = customer:kind:occasion) whose status
-moves pending → claimed → sent | skipped | cancelled by single atomic updates,
-so several instances can work the schedule at once.
+Every read is an equality on an indexed top-level field, so its cost does not grow
+with history (FerretDB reads a whole collection for anything else). Outreach items
+are filed under time buckets (``due_bucket``, ``due_day``) while they are pending or
+claimed; the dispatcher reads those buckets (see ``claims``). Each item is one
+document (id = customer:kind:occasion) whose status moves pending → claimed → sent |
+skipped | cancelled.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import asdict, fields
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pymongo import ReturnDocument, UpdateOne
-from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo import ReturnDocument
 
+from services.care.counters import COUNTERS, Tally
 from services.care.moments import PlannedOutreach
 from services.care.rules import CustomerView
-from shared.storage import Document, IndexSpec
+from shared.schedule import DueBuckets
+from shared.storage import Document, IndexSpec, Storage, Update
 
 CUSTOMERS = "customers"
 PURCHASES = "purchases"
+RANKINGS = "rankings"
 OUTREACH = "outreach"
 CONTACTS = "contacts"
 MARKERS = "markers"
 CLAIMS = "claims"
+FILINGS = "filings"
 
 PENDING, CLAIMED, SENT, SKIPPED, CANCELLED = "pending", "claimed", "sent", "skipped", "cancelled"
 LIVE = (PENDING, CLAIMED)
 TASK_OPEN = "open"
 
+DISPATCH_BUCKETS = DueBuckets(timedelta(minutes=1))
+"""Where live items wait for the dispatcher: a run reads the last few minutes' buckets."""
+
+PLAN_BUCKETS = DueBuckets(timedelta(hours=1))
+"""Where customers wait for the planner to look at their calendar again."""
+
 INDEXES = (
-    IndexSpec(OUTREACH, [("status", 1), ("due_at", 1)], name="outreach_due"),
-    IndexSpec(OUTREACH, [("status", 1), ("lease_until", 1)], name="outreach_leases"),
+    IndexSpec(CUSTOMERS, [("greetable", 1)], name="customers_greetable"),
+    IndexSpec(PURCHASES, [("customer_id", 1)], name="purchases_by_customer"),
+    IndexSpec(RANKINGS, [("band_key", 1)], name="rankings_by_band"),
+    IndexSpec(RANKINGS, [("customer_id", 1)], name="rankings_by_customer"),
+    IndexSpec(OUTREACH, [("due_bucket", 1)], name="outreach_due_bucket"),
+    IndexSpec(OUTREACH, [("due_day", 1)], name="outreach_due_day"),
     IndexSpec(OUTREACH, [("customer_id", 1), ("status", 1)], name="outreach_by_customer"),
     IndexSpec(OUTREACH, [("task_status", 1), ("store_id", 1)], name="outreach_tasks"),
-    IndexSpec(PURCHASES, [("customer_id", 1)], name="purchases_by_customer"),
-    IndexSpec(PURCHASES, [("year", 1), ("customer_id", 1)], name="purchases_by_year"),
+    IndexSpec(OUTREACH, [("cap_key", 1)], name="outreach_marketing_sent"),
+    IndexSpec(OUTREACH, [("month", 1)], name="outreach_sent_by_month"),
     IndexSpec(CONTACTS, [("month", 1), ("staff_id", 1)], name="contacts_by_month"),
     IndexSpec(CONTACTS, [("year", 1), ("staff_id", 1)], name="contacts_by_year"),
+    IndexSpec(FILINGS, [("bucket", 1)], name="filings_by_bucket"),
+    IndexSpec(COUNTERS, [("group", 1)], name="counters_by_group"),
 )
 
-# FerretDB's cost per operation grows with the size of a bulk write (measured: 10 updates
-# 10 ms, 50 updates 170 ms, 100 updates did not finish in 30 s): keep them small.
-BULK_CHUNK = 16
+READ_CHUNK = 500
+"""Documents handled at a time when a job streams a bucket or an audience."""
+
+LIST_LIMIT = 500
+"""At most this many items in one HTTP listing."""
 
 _VIEW_FIELDS = tuple(f.name for f in fields(CustomerView) if f.name != "customer_id")
 
@@ -62,7 +81,18 @@ def view_to_document(view: CustomerView) -> Document:
     document.pop("customer_id")
     document["consent"] = dict(view.consent)
     document["tickets"] = dict(view.tickets)
+    document["year_spend"] = dict(view.year_spend)
     return document
+
+
+def filed_at(due_at: datetime, now: datetime) -> Document:
+    """The bucket fields of a live item due at ``due_at``, written at ``now`` (never the past)."""
+    start = DISPATCH_BUCKETS.start_of(max(due_at, now))
+    return {"due_bucket": DISPATCH_BUCKETS.key(start), "due_day": start.date().isoformat()}
+
+
+UNFILED = {"due_bucket": "", "due_day": ""}
+"""``$unset`` of the bucket fields: a settled item is no longer read by the dispatcher."""
 
 
 def item_document(item: PlannedOutreach, now: datetime) -> Document:
@@ -75,6 +105,7 @@ def item_document(item: PlannedOutreach, now: datetime) -> Document:
         "purpose": item.purpose,
         "channel": item.channel,
         "due_at": item.due_at,
+        **filed_at(item.due_at, now),
         "expires_at": item.expires_at,
         "cause_at": item.cause_at,
         "store_id": item.store_id,
@@ -87,289 +118,273 @@ def item_document(item: PlannedOutreach, now: datetime) -> Document:
     }
 
 
+def ranking_key(year: str, band: int) -> str:
+    """The key of the customers whose spend in a year falls in one band."""
+    return f"{year}|{band}"
+
+
 class CareStore:
-    """Atomic, idempotent reads and writes of the care service."""
+    """Reads and writes of the care service, each index-served; effects are tallied."""
 
-    def __init__(self, db: AsyncDatabase[Document]) -> None:
-        self._db = db
-
-    async def _bulk(self, collection: str, operations: Sequence[UpdateOne]) -> int:
-        """Run updates in small bulk writes; returns how many documents they modified."""
-        modified = 0
-        for first in range(0, len(operations), BULK_CHUNK):
-            result = await self._db[collection].bulk_write(
-                list(operations[first : first + BULK_CHUNK])
-            )
-            modified += result.modified_count
-        return modified
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
 
     # --- projection ---------------------------------------------------------------------
 
     async def views(self, customer_ids: Iterable[str]) -> dict[str, CustomerView]:
         """The views of these customers (empty views for those not seen yet)."""
         ids = sorted(set(customer_ids))
-        if not ids:
-            return {}
-        found = {d["_id"]: d async for d in self._db[CUSTOMERS].find({"_id": {"$in": ids}})}
+        found = await self.storage.fetch_by_ids(CUSTOMERS, ids)
         return {cid: view_from_document(cid, found.get(cid)) for cid in ids}
 
-    async def save_views(self, views: Sequence[CustomerView], now: datetime) -> None:
+    async def save_views(
+        self,
+        views: Sequence[CustomerView],
+        greetable: Mapping[str, bool],
+        now: datetime,
+        tally: Tally,
+    ) -> None:
         """Store the views (the consumer owns each customer's document: one partition each)."""
-        if not views:
-            return
-        await self._bulk(
+        outcome = await self.storage.update_each(
             CUSTOMERS,
             [
-                UpdateOne(
+                Update(
                     {"_id": v.customer_id},
-                    {"$set": {**view_to_document(v), "updated_at": now}},
+                    {
+                        "$set": {
+                            **view_to_document(v),
+                            "greetable": greetable.get(v.customer_id, False),
+                            "updated_at": now,
+                        }
+                    },
                     upsert=True,
                 )
                 for v in views
             ],
         )
+        tally["customers"] += outcome.upserted
 
-    async def live_views(self, batch_size: int = 500) -> Any:
-        """Every customer not erased or merged, as views, in batches (for the planner)."""
-        cursor = self._db[CUSTOMERS].find({"erased": {"$ne": True}, "merged_into": None})
-        batch: list[CustomerView] = []
-        async for doc in cursor:
-            batch.append(view_from_document(doc["_id"], doc))
-            if len(batch) >= batch_size:
-                yield batch
-                batch = []
-        if batch:
-            yield batch
+    async def greetable_views(self) -> AsyncIterator[list[CustomerView]]:
+        """Every customer a greeting can reach, a chunk at a time (for a holiday)."""
+        chunk: list[CustomerView] = []
+        async for doc in self.storage[CUSTOMERS].find({"greetable": True}, batch_size=READ_CHUNK):
+            chunk.append(view_from_document(doc["_id"], doc))
+            if len(chunk) >= READ_CHUNK:
+                yield chunk
+                chunk = []
+        if chunk:
+            yield chunk
 
-    # --- purchases ----------------------------------------------------------------------
+    # --- purchase ledger ----------------------------------------------------------------
 
-    async def record_purchases(self, purchases: Sequence[Document]) -> None:
-        """Insert purchases into the ledger once each (by event id)."""
-        if not purchases:
-            return
-        await self._bulk(
-            PURCHASES,
-            [UpdateOne({"_id": p["_id"]}, {"$setOnInsert": p}, upsert=True) for p in purchases],
-        )
+    async def record_purchases(
+        self, entries: Sequence[Document], tally: Tally
+    ) -> dict[str, Document]:
+        """Put purchases in the ledger once each (by event id); returns the entries already there.
 
-    async def spend_of(self, customer_ids: Iterable[str]) -> dict[str, int]:
-        """Cumulative spend per customer, in minor units, summed from the ledger."""
-        ids = sorted(set(customer_ids))
-        if not ids:
-            return {}
-        rows = await self._db[PURCHASES].aggregate(
+        An entry already there is a redelivery or a duplicate: its ``seq`` says whether the
+        customer's figures hold it already (see ``handlers``).
+        """
+        inserted = await self.storage.insert_once(PURCHASES, entries)
+        tally["purchases"] += len(inserted)
+        there = [e["_id"] for n, e in enumerate(entries) if n not in inserted]
+        return await self.storage.fetch_by_ids(PURCHASES, there) if there else {}
+
+    async def forget_customer(self, customer_id: str, now: datetime, tally: Tally) -> None:
+        """Erasure: the customer's ledger and ranking entries go, their live outreach ends."""
+        deleted = await self.storage[PURCHASES].delete_many({"customer_id": customer_id})
+        tally["purchases"] -= deleted.deleted_count
+        await self.storage[RANKINGS].delete_many({"customer_id": customer_id})
+        await self.cancel_customer(customer_id, "customer_erased", now, tally)
+
+    # --- yearly ranking -----------------------------------------------------------------
+
+    async def rank(self, entries: Sequence[tuple[str, str, int, int]]) -> None:
+        """File (customer, year, spend, band) under the year's band, replacing the last filing."""
+        await self.storage.update_each(
+            RANKINGS,
             [
-                {"$match": {"customer_id": {"$in": ids}}},
-                {"$group": {"_id": "$customer_id", "spend": {"$sum": "$amount_minor"}}},
-            ]
-        )
-        return {row["_id"]: int(row["spend"]) async for row in rows}
-
-    async def top_spenders(self, year: int, limit: int) -> list[tuple[str, int]]:
-        """The customers who spent most in a (local) year, with their spend in minor units."""
-        rows = await self._db[PURCHASES].aggregate(
-            [
-                {"$match": {"year": year}},
-                {"$group": {"_id": "$customer_id", "spend": {"$sum": "$amount_minor"}}},
-                {"$sort": {"spend": -1, "_id": 1}},
-                {"$limit": limit},
-            ]
-        )
-        return [(row["_id"], int(row["spend"])) async for row in rows]
-
-    async def forget_purchases(self, customer_ids: Iterable[str]) -> None:
-        """Delete an erased customer's purchase ledger."""
-        ids = sorted(set(customer_ids))
-        if ids:
-            await self._db[PURCHASES].delete_many({"customer_id": {"$in": ids}})
-
-    # --- outreach items -----------------------------------------------------------------
-
-    async def schedule(self, items: Sequence[PlannedOutreach], now: datetime) -> None:
-        """Put items on the schedule; an item already there (same id) is left as it is."""
-        if not items:
-            return
-        unique = {i.item_id: i for i in items}
-        await self._bulk(
-            OUTREACH,
-            [
-                UpdateOne({"_id": i}, {"$setOnInsert": item_document(item, now)}, upsert=True)
-                for i, item in unique.items()
+                Update(
+                    {"_id": f"{year}|{cid}"},
+                    {
+                        "$set": {
+                            "customer_id": cid,
+                            "year": year,
+                            "spend": spend,
+                            "band_key": ranking_key(year, band),
+                        }
+                    },
+                    upsert=True,
+                )
+                for cid, year, spend, band in entries
             ],
         )
 
-    async def cancel_customer(self, customer_ids: Iterable[str], reason: str, now: datetime) -> int:
-        """Cancel every pending or claimed item of these customers."""
-        ids = sorted(set(customer_ids))
-        if not ids:
-            return 0
-        result = await self._db[OUTREACH].update_many(
-            {"customer_id": {"$in": ids}, "status": {"$in": list(LIVE)}},
-            {"$set": {"status": CANCELLED, "reason": reason, "closed_at": now}},
-        )
-        return result.modified_count
+    async def ranked_in_band(self, year: str, band: int) -> list[tuple[str, int]]:
+        """The customers filed under one band of a year's spend, with their spend."""
+        rows = self.storage[RANKINGS].find({"band_key": ranking_key(year, band)})
+        return [(doc["customer_id"], int(doc["spend"])) async for doc in rows]
 
-    async def cancel_items(self, item_ids: Iterable[str], reason: str, now: datetime) -> None:
-        """Cancel these items if they have not gone out yet."""
-        ids = sorted(set(item_ids))
-        if ids:
-            await self._db[OUTREACH].update_many(
-                {"_id": {"$in": ids}, "status": {"$in": list(LIVE)}},
-                {"$set": {"status": CANCELLED, "reason": reason, "closed_at": now}},
-            )
+    # --- outreach items -----------------------------------------------------------------
 
-    async def cancel_surveys(self, tickets: Iterable[tuple[str, str]], now: datetime) -> None:
+    async def schedule(self, items: Sequence[PlannedOutreach], now: datetime, tally: Tally) -> int:
+        """Put items on the schedule; an item already there (same id) is left as it is."""
+        unique = list({i.item_id: i for i in items}.values())
+        inserted = await self.storage.insert_once(OUTREACH, [item_document(i, now) for i in unique])
+        tally["outreach_pending"] += len(inserted)
+        return len(inserted)
+
+    async def cancel_customer(
+        self, customer_id: str, reason: str, now: datetime, tally: Tally
+    ) -> None:
+        """Cancel every pending or claimed item of a customer."""
+        await self._cancel({"customer_id": customer_id}, reason, now, tally)
+
+    async def cancel_surveys(
+        self, tickets: Iterable[tuple[str, str]], now: datetime, tally: Tally
+    ) -> None:
         """Withdraw the pending satisfaction surveys of these (customer, ticket) pairs."""
         for customer_id, ticket_id in sorted(set(tickets)):
-            await self._db[OUTREACH].update_many(
+            await self._cancel(
                 {
                     "customer_id": customer_id,
                     "kind": "satisfaction_survey",
                     "variables.ticket_id": ticket_id,
-                    "status": {"$in": list(LIVE)},
                 },
-                {"$set": {"status": CANCELLED, "reason": "survey_not_needed", "closed_at": now}},
+                "survey_not_needed",
+                now,
+                tally,
             )
 
-    async def claim_due(
-        self, now: datetime, owner: str, lease: timedelta, limit: int
-    ) -> tuple[int, list[Document]]:
-        """Take up to ``limit`` due items (or items whose claimer's lease ran out) for ``owner``.
-
-        The arbiter is a unique claim document per (item, attempt): inserting it is atomic on
-        every MongoDB-protocol server, so exactly one instance wins each attempt. (A conditional
-        ``find_one_and_update`` is not: on FerretDB two callers can both "win" the same item.)
-        Returns how many due items were found, and those this owner won.
-        """
-        cursor = (
-            self._db[OUTREACH]
-            .find(
+    async def _cancel(
+        self, selection: Mapping[str, Any], reason: str, now: datetime, tally: Tally
+    ) -> None:
+        for status in LIVE:  # one status at a time, so the counters know what left which
+            result = await self.storage[OUTREACH].update_many(
+                {**selection, "status": status},
                 {
-                    "$or": [
-                        {"status": PENDING, "due_at": {"$lte": now}},
-                        {"status": CLAIMED, "lease_until": {"$lte": now}},
-                    ]
-                }
+                    "$set": {"status": CANCELLED, "reason": reason, "closed_at": now},
+                    "$unset": UNFILED,
+                },
             )
-            .sort("due_at", 1)
-            .limit(limit)
-        )
-        found = [doc async for doc in cursor]
-        won: list[Document] = []
-        # One insert at a time: concurrent writes only queue behind SQLite's single writer.
-        for doc in found:
-            claimed = await self._claim(doc, now, owner, lease)
-            if claimed is not None:
-                won.append(claimed)
-        return len(found), won
-
-    async def _claim(
-        self, item: Document, now: datetime, owner: str, lease: timedelta
-    ) -> Document | None:
-        attempt = int(item.get("attempts", 0)) + 1
-        while True:
-            try:
-                await self._db[CLAIMS].insert_one(
-                    {
-                        "_id": f"{item['_id']}#{attempt}",
-                        "item_id": item["_id"],
-                        "owner": owner,
-                        "at": now,
-                        "lease_until": now + lease,
-                    }
-                )
-                break
-            except DuplicateKeyError:
-                taken = await self._db[CLAIMS].find_one({"_id": f"{item['_id']}#{attempt}"})
-                # A claimer that died between its claim and updating the item leaves the item
-                # as it was; once that claim's lease is over, the next attempt is free to take.
-                if taken is None or taken["lease_until"] > now:
-                    return None
-                attempt += 1
-        claim = {"status": CLAIMED, "owner": owner, "lease_until": now + lease, "attempts": attempt}
-        await self._db[OUTREACH].update_one({"_id": item["_id"]}, {"$set": claim})
-        return {**item, **claim}
-
-    async def settle_many(
-        self, outcomes: Sequence[tuple[str, Mapping[str, Any], Document]], owner: str
-    ) -> set[str]:
-        """Record outcomes of items this owner claimed; returns the ids it still held.
-
-        One bulk write in the usual case; item by item only when some claim was lost.
-        """
-        if not outcomes:
-            return set()
-        updates = [
-            UpdateOne(
-                {"_id": item_id, "status": CLAIMED, "owner": owner},
-                {"$set": dict(changes), "$push": {"history": note}},
-            )
-            for item_id, changes, note in outcomes
-        ]
-        modified = await self._bulk(OUTREACH, updates)
-        if modified == len(outcomes):
-            return {item_id for item_id, _, _ in outcomes}
-        held = set()
-        for item_id, changes, _ in outcomes:
-            doc = await self._db[OUTREACH].find_one({"_id": item_id})
-            if (
-                doc is not None
-                and doc.get("owner") == owner
-                and all(doc.get(k) == v for k, v in changes.items() if k == "status")
-            ):
-                held.add(item_id)
-        return held
-
-    async def marketing_sent_since(
-        self, customer_ids: Iterable[str], since: datetime
-    ) -> dict[str, list[datetime]]:
-        """When each customer was last sent marketing contacts, since a moment."""
-        ids = sorted(set(customer_ids))
-        sent: dict[str, list[datetime]] = {cid: [] for cid in ids}
-        if not ids:
-            return sent
-        cursor = self._db[OUTREACH].find(
-            {
-                "customer_id": {"$in": ids},
-                "status": SENT,
-                "purpose": "marketing",
-                "sent_at": {"$gt": since},
-            }
-        )
-        async for doc in cursor:
-            sent[doc["customer_id"]].append(doc["sent_at"])
-        return sent
+            tally[f"outreach_{status}"] -= result.modified_count
+            tally["outreach_cancelled"] += result.modified_count
 
     async def item(self, item_id: str) -> Document | None:
         """One outreach item."""
-        return await self._db[OUTREACH].find_one({"_id": item_id})
+        return await self.storage[OUTREACH].find_one({"_id": item_id})
 
-    async def items(
-        self, query: Mapping[str, Any], *, sort: str = "due_at", limit: int = 500
-    ) -> list[Document]:
-        """Outreach items matching a query, by due time."""
-        cursor = self._db[OUTREACH].find(dict(query)).sort(sort, 1).limit(limit)
+    async def live_items_of(self, customer_id: str, scope: Mapping[str, Any]) -> list[Document]:
+        """A customer's items not yet sent, soonest first."""
+        query = {"customer_id": customer_id, "status": {"$in": list(LIVE)}, **scope}
+        cursor = self.storage[OUTREACH].find(query).sort("due_at", 1).limit(LIST_LIMIT)
         return [doc async for doc in cursor]
+
+    async def tasks(
+        self, status: str, stores: Sequence[str] | None, staff_id: str | None
+    ) -> list[Document]:
+        """Staff tasks in a state, in these stores (None: every store), oldest first."""
+        where: dict[str, Any] = {"task_status": status}
+        if staff_id is not None:
+            where["assigned_staff_id"] = staff_id
+        coll = self.storage[OUTREACH]
+
+        async def listed(query: Mapping[str, Any]) -> list[Document]:
+            cursor = coll.find(dict(query)).sort("due_at", 1).limit(LIST_LIMIT)
+            return [doc async for doc in cursor]
+
+        if stores is None:
+            return await listed(where)
+        per_store = await self.storage.each_concurrently(
+            sorted(stores), lambda s: listed({**where, "store_id": s})
+        )
+        found = [doc for docs in per_store for doc in docs]
+        return sorted(found, key=lambda d: (d["due_at"], d["_id"]))[:LIST_LIMIT]
+
+    async def due_until(
+        self, now: datetime, until: datetime, scope: Mapping[str, Any]
+    ) -> list[Document]:
+        """Live items due before ``until``, soonest first, read day by day (at most a listing)."""
+        shown: list[Document] = []
+        day = (now - timedelta(days=1)).date()
+        while day <= until.date() and len(shown) < LIST_LIMIT:
+            query = {
+                "due_day": day.isoformat(),
+                "status": {"$in": list(LIVE)},
+                "due_at": {"$lte": until},
+                **scope,
+            }
+            cursor = self.storage[OUTREACH].find(query).sort("due_at", 1)
+            shown.extend([doc async for doc in cursor.limit(LIST_LIMIT - len(shown))])
+            day += timedelta(days=1)
+        return shown
+
+    async def sent_counts(self, months: Sequence[str], scope: Mapping[str, Any]) -> list[Document]:
+        """Items sent in these months, counted per store and kind (one aggregation a month)."""
+        rows: list[Document] = []
+        for month in months:
+            found = await self.storage[OUTREACH].aggregate(
+                [
+                    {"$match": {"month": month, "status": SENT, **scope}},
+                    {"$group": {"_id": {"store": "$store_id", "kind": "$kind"}, "n": {"$sum": 1}}},
+                ]
+            )
+            rows.extend([row async for row in found])
+        return rows
+
+    # --- planner filings ----------------------------------------------------------------
+
+    async def file_for_planning(self, looks: Sequence[tuple[str, datetime]], now: datetime) -> int:
+        """Ask the planner to look at these customers at these times; returns filings made."""
+        documents = []
+        for customer_id, at in looks:
+            key = PLAN_BUCKETS.key_for(at, now)
+            documents.append(
+                {
+                    "_id": f"{key}|{customer_id}|{at.astimezone(UTC):%Y%m%dT%H%M}",
+                    "bucket": key,
+                    "customer_id": customer_id,
+                    "at": at,
+                }
+            )
+        return len(await self.storage.insert_once(FILINGS, documents))
+
+    async def filings(self, key: str) -> AsyncIterator[list[Document]]:
+        """The customers filed under one planning bucket, a chunk at a time."""
+        chunk: list[Document] = []
+        async for doc in self.storage[FILINGS].find({"bucket": key}, batch_size=READ_CHUNK):
+            chunk.append(doc)
+            if len(chunk) >= READ_CHUNK:
+                yield chunk
+                chunk = []
+        if chunk:
+            yield chunk
+
+    async def drop_filings(self, key: str) -> int:
+        """Forget a planning bucket the planner is done with."""
+        result = await self.storage[FILINGS].delete_many({"bucket": key})
+        return result.deleted_count
 
     # --- staff contacts -----------------------------------------------------------------
 
     async def record_outcome(self, item_id: str, outcome: Mapping[str, Any]) -> Document | None:
         """Close an open staff task with its outcome; None when it is not an open task."""
-        return await self._db[OUTREACH].find_one_and_update(
+        return await self.storage[OUTREACH].find_one_and_update(
             {"_id": item_id, "task_status": TASK_OPEN},
             {"$set": {"task_status": outcome["outcome"], "outcome": dict(outcome)}},
             return_document=ReturnDocument.AFTER,
         )
 
-    async def record_contact(self, contact: Document) -> None:
-        """Count a staff contact once (one per task)."""
-        await self._db[CONTACTS].update_one(
+    async def record_contact(self, contact: Document) -> bool:
+        """Count a staff contact once (one per task); True when this call recorded it."""
+        result = await self.storage[CONTACTS].update_one(
             {"_id": contact["_id"]}, {"$setOnInsert": contact}, upsert=True
         )
+        return result.upserted_id is not None
 
     async def contact_counts(self, match: Mapping[str, Any], by: str) -> list[Document]:
-        """Contacts counted per ``by`` (staff_id or store_id) and outcome."""
-        rows = await self._db[CONTACTS].aggregate(
+        """Contacts counted per ``by`` (staff_id or store_id) and outcome, in a month or year."""
+        rows = await self.storage[CONTACTS].aggregate(
             [
                 {"$match": dict(match)},
                 {"$group": {"_id": {"who": f"${by}", "outcome": "$outcome"}, "n": {"$sum": 1}}},
@@ -377,48 +392,14 @@ class CareStore:
         )
         return [row async for row in rows]
 
-    async def outreach_counts(self, match: Mapping[str, Any]) -> list[Document]:
-        """Outreach items counted per store, kind and status."""
-        rows = await self._db[OUTREACH].aggregate(
-            [
-                {"$match": dict(match)},
-                {
-                    "$group": {
-                        "_id": {"store": "$store_id", "kind": "$kind", "status": "$status"},
-                        "n": {"$sum": 1},
-                    }
-                },
-            ]
-        )
-        return [row async for row in rows]
-
     # --- markers ------------------------------------------------------------------------
 
     async def marker_done(self, marker: str) -> bool:
-        """True when a once-only piece of work (a yearly ranking) is done."""
-        return await self._db[MARKERS].find_one({"_id": marker, "done": True}) is not None
+        """True when a once-only piece of work (a yearly ranking, a holiday) is done."""
+        return await self.storage[MARKERS].find_one({"_id": marker, "done": True}) is not None
 
     async def mark_done(self, marker: str, now: datetime) -> None:
         """Record a once-only piece of work as done."""
-        await self._db[MARKERS].update_one(
+        await self.storage[MARKERS].update_one(
             {"_id": marker}, {"$set": {"done": True, "done_at": now}}, upsert=True
         )
-
-    async def stats(self) -> dict[str, int]:
-        """Headline figures: customers, outreach by status, open tasks, contacts recorded."""
-        by_status = {
-            row["_id"]: int(row["n"])
-            async for row in await self._db[OUTREACH].aggregate(
-                [{"$group": {"_id": "$status", "n": {"$sum": 1}}}]
-            )
-        }
-        return {
-            "customers": await self._db[CUSTOMERS].count_documents({}),
-            "purchases": await self._db[PURCHASES].count_documents({}),
-            **{
-                f"outreach_{status}": by_status.get(status, 0)
-                for status in (PENDING, CLAIMED, SENT, SKIPPED, CANCELLED)
-            },
-            "tasks_open": await self._db[OUTREACH].count_documents({"task_status": TASK_OPEN}),
-            "contacts_recorded": await self._db[CONTACTS].count_documents({}),
-        }

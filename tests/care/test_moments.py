@@ -7,15 +7,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from services.care.moments import (
-    calendar_moments,
-    on_purchase,
-    on_referral,
-    on_ticket_resolved,
-    on_tier_changed,
-    period_of,
-    top_spender_visits,
-)
+from services.care.moments import on_purchase, on_referral, on_ticket_resolved, on_tier_changed
+from services.care.occasions import calendar_moments, period_of, top_spender_visits
 from services.care.policy import CarePolicy, StoreInfo
 from services.care.rules import CustomerView, birthday_in
 from tests.care.events import referral, ticket, tier_changed

@@ -8,9 +8,10 @@ from datetime import datetime, timedelta
 
 import pytest
 
+from services.care.claims import DispatchStore
 from services.care.jobs import Dispatcher
 from services.care.rules import CustomerView
-from services.care.store import CLAIMED, PENDING
+from services.care.store import CLAIMED
 from shared.contracts import (
     AFTERSALES_TICKETS,
     CRM_CUSTOMERS,
@@ -128,10 +129,12 @@ async def test_a_crash_between_claim_and_marking_sent_still_emits_the_command_on
     care.clock.set(datetime(2026, 11, 22, 16, 30, tzinfo=CHINA))
     doomed = Dispatcher(
         care.store,
+        DispatchStore(care.store.storage),
         CrashingPublisher(care.app.state.runtime.publisher, after_publishing=after_publishing),
         care.app.state.policy,
         care.app.state.templates,
         care.clock,
+        care.app.state.counter,
         owner="doomed",
         lease=timedelta(minutes=2),
     )
@@ -184,7 +187,7 @@ async def test_erasure_cancels_every_pending_item(care: RunningCare) -> None:
     )
     stats = (await care.client.get("/stats")).json()
     assert (stats["outreach_pending"], stats["outreach_cancelled"]) == (3, 4)
-    assert await care.store.items({"customer_id": "C0001234", "status": PENDING}) == []
+    assert await care.store.live_items_of("C0001234", {}) == []
 
     care.clock.set(datetime(2026, 11, 29, 10, 0, tzinfo=CHINA))
     await care.app.state.planner.run_once()
