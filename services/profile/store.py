@@ -61,7 +61,9 @@ def segment_slot(customer_id: str) -> int:
     return zlib.crc32(customer_id.encode("utf-8")) % SEGMENT_SLOTS
 
 
-def to_document(customer: Customer, *, write_id: str, now: datetime) -> Document:
+def to_document(
+    customer: Customer, *, write_id: str, now: datetime, due_buckets: DueBuckets = DUE_BUCKETS
+) -> Document:
     """The stored form of a record at its next version, with the keys it is found by."""
     segments = customer.segments()
     slot = segment_slot(customer.customer_id)
@@ -93,7 +95,7 @@ def to_document(customer: Customer, *, write_id: str, now: datetime) -> Document
         "segments": segments,
         "segment_slots": [f"{segment}#{slot}" for segment in segments] if active else [],
         "next_change_at": customer.next_change_at,
-        "due_bucket": DUE_BUCKETS.key_for(customer.next_change_at, now)
+        "due_bucket": due_buckets.key_for(customer.next_change_at, now)
         if customer.next_change_at is not None and active
         else None,
         "tallies": tally_keys(customer),
@@ -185,11 +187,12 @@ class AuditEntry:
 class ProfileStore:
     """Reads and version-checked writes of the profile database, all by indexed equality."""
 
-    def __init__(self, storage: Storage) -> None:
+    def __init__(self, storage: Storage, *, due_buckets: DueBuckets = DUE_BUCKETS) -> None:
         self.storage = storage
         self.customers = storage[CUSTOMERS]
         self.audit = storage[AUDIT]
-        self.due_cursor = DueCursor(storage, "classify_due", DUE_BUCKETS)
+        self.due_buckets = due_buckets
+        self.due_cursor = DueCursor(storage, "classify_due", due_buckets)
         self.intent_cursor = DueCursor(storage, "publication_intents", INTENT_BUCKETS)
         self._closed_intents: dict[str, None] = {}
 
@@ -216,7 +219,7 @@ class ProfileStore:
             return set()
         updates = []
         for customer in customers:
-            doc = to_document(customer, write_id=write_id, now=now)
+            doc = to_document(customer, write_id=write_id, now=now, due_buckets=self.due_buckets)
             if customer.version == 0:
                 # A new record: inserted only if still absent (another writer may have won).
                 updates.append(Update({"_id": customer.customer_id}, {"$setOnInsert": doc}, True))

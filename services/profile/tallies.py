@@ -295,19 +295,14 @@ class Tallies:
             "counts": _as_pairs(counts),
             "folded_at": now,
         }
-        await self.storage[SUMMARY].replace_one({"_id": SUMMARY_ID}, summary, upsert=True)
+        await self._save_summary(summary)
         result.written += len(updates) + 1 + await self._copy_bands(summary)
         result.folded_through = folded_through
         self.view.forget_through(folded_through)
         return result
 
-    async def recount(self) -> dict[str, int]:
-        """Every count from scratch, reading every record (for tests and checks, never a route)."""
-        counts: dict[str, int] = {}
-        async for doc in self.storage[self._customers].find({}, {"tallies": 1}):
-            moved(counts, doc.get("tallies") or [], +1)
-        moved(counts, [AUDIT_ENTRIES], await self.storage[self._audit].count_documents({}))
-        return counts
+    async def _save_summary(self, summary: Document) -> None:
+        await self.storage[SUMMARY].replace_one({"_id": SUMMARY_ID}, summary, upsert=True)
 
     async def _copy_bands(self, summary: Document) -> int:
         copy = await self.storage[SUMMARY].find_one({"_id": BANDS_ID}, {"seq": 1})
