@@ -63,6 +63,28 @@ class Steps:
 
         ``upsert`` creates the document at its first step (``seq`` 0).
         """
+        await self.claim(doc_id, seq, update, counts=counts, now=now, upsert=upsert)
+        updated = await self._storage[self.collection].find_one_and_update(
+            {"_id": doc_id, "seq": seq},
+            dict(update),
+            upsert=upsert,
+            return_document=ReturnDocument.AFTER,
+        )
+        if updated is None:
+            raise StaleStep(doc_id)
+        return updated
+
+    async def claim(
+        self,
+        doc_id: str,
+        seq: int,
+        update: Mapping[str, Any],
+        *,
+        counts: Mapping[str, int],
+        now: datetime,
+        upsert: bool = False,
+    ) -> None:
+        """Claim the place after ``seq`` for this step (the first half of ``apply``)."""
         step_id = f"{doc_id}:{seq + 1}"
         claim = {
             "_id": step_id,
@@ -78,15 +100,6 @@ class Steps:
             if existing is not None and existing["claimed_at"] <= now - self._interrupted_after:
                 await self.roll_forward([existing])
             raise StaleStep(doc_id)
-        updated = await self._storage[self.collection].find_one_and_update(
-            {"_id": doc_id, "seq": seq},
-            dict(update),
-            upsert=upsert,
-            return_document=ReturnDocument.AFTER,
-        )
-        if updated is None:
-            raise StaleStep(doc_id)
-        return updated
 
     async def roll_forward(self, claims: Sequence[Document]) -> int:
         """Write the claimed steps their documents never received; returns how many."""

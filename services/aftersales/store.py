@@ -324,6 +324,15 @@ class AftersalesStore:
         The step moves the figures from the ticket's state before to its state after,
         and files the ticket under its next SLA deadline and its work queue.
         """
+        update, moved = self.step_of(ticket, change, now)
+        return await self.ticket_steps.apply(
+            ticket["_id"], change.expected_seq, update, counts=moved, now=now
+        )
+
+    def step_of(
+        self, ticket: Document, change: TicketUpdate, now: datetime
+    ) -> tuple[Document, Counts]:
+        """The update that writes a change, and how it moves the figures."""
         after = change.applied_to(ticket, now)
         update = change.update(now)
         tracked, untracked = self._tracking(after, now)
@@ -332,10 +341,7 @@ class AftersalesStore:
             update["$set"]["outbox_bucket"] = self.outbox_bucket(now)
         if untracked:
             update["$unset"] = untracked
-        moved = figures.change(figures.ticket_counts(ticket), figures.ticket_counts(after))
-        return await self.ticket_steps.apply(
-            ticket["_id"], change.expected_seq, update, counts=moved, now=now
-        )
+        return update, figures.change(figures.ticket_counts(ticket), figures.ticket_counts(after))
 
     async def queue(
         self, route: str, *, stores: Sequence[str] | None, include_done: bool, limit: int
