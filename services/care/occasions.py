@@ -298,7 +298,8 @@ def planning_looks(
     """When the planner should look at a customer whose view an event changed.
 
     Now, when the change brings a moment into the horizon that was not there before
-    (a birthday given for tomorrow, a new value class's cadence, consent to greetings);
+    (a birthday given for tomorrow, a new value class's cadence, consent just before a
+    holiday);
     and when the next of their own moments will enter it. Nothing when the calendar's
     facts did not change: the looks already filed still hold.
     """
@@ -307,7 +308,12 @@ def planning_looks(
     looks: list[datetime] = []
     known = {i.item_id for i in personal_moments(before, policy, now)}
     brought = any(i.item_id not in known for i in personal_moments(after, policy, now))
-    if brought or (is_greetable(after, policy) and not is_greetable(before, policy)):
+    greeted = (
+        is_greetable(after, policy)
+        and not is_greetable(before, policy)
+        and bool(greetings_due(policy, policy.zone_of(after.store_id), now))
+    )
+    if brought or greeted:
         looks.append(now)
     later = next_look(after, policy, now)
     if later is not None:

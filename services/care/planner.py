@@ -16,7 +16,7 @@ id, so two planners doing the same work insert each item once.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import structlog
@@ -43,6 +43,9 @@ from shared.schedule import DueCursor
 log = structlog.get_logger("huitou.care.planner")
 
 PLAN_CURSOR = "care-plan"
+
+LOOK_GRACE = timedelta(minutes=2)
+"""A filing this much older than the last run was there when that run read its bucket."""
 
 
 @dataclass
@@ -74,6 +77,7 @@ class Planner:
         self._clock = clock
         self._counter = counter
         self.cursor = DueCursor(store.storage, PLAN_CURSOR, PLAN_BUCKETS)
+        self._last_run: datetime | None = None
 
     async def run_once(self) -> PlanReport:
         """Plan what is due now; returns what was planned and the documents touched."""
@@ -95,6 +99,7 @@ class Planner:
                     report.count(written=await self._store.drop_filings(key))
         finally:
             await self._counter.add(tally)
+        self._last_run = now
         if report.planned:
             log.info("calendar_planned", items=report.planned, looked_at=report.looked_at)
         return report
@@ -104,8 +109,14 @@ class Planner:
     ) -> None:
         async for filings in self._store.filings(key):
             report.count(read=len(filings))
-            # A filing for later in this bucket waits for a run after its time.
-            due = {f["customer_id"] for f in filings if f["at"] <= now}
+            # A filing for later in this bucket waits for a run after its time; one this
+            # instance's last run saw already is not looked at twice.
+            seen_until = None if self._last_run is None else self._last_run - LOOK_GRACE
+            due = {
+                f["customer_id"]
+                for f in filings
+                if f["at"] <= now and (seen_until is None or f["at"] > seen_until)
+            }
             views = await self._store.views(due)
             report.count(read=len(views))
             items: list[PlannedOutreach] = []
