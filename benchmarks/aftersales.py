@@ -1,50 +1,64 @@
-"""Benchmark of aftersales: complaints classified and routed per second.
+"""Benchmark of aftersales: a chain's history replayed into the service's batch processor.
 
-python -m benchmarks.aftersales [--complaints 5000] [--batch-size 500] [--customers 3000]
+python -m benchmarks.aftersales [--customers 3000] [--batch-size 500] [--seed 7]
 
-Two figures:
+Three parts:
 
-* rules only: classification, urgency and the new ticket (with its outbox)
-  built in memory, per complaint; plus how often the route matches the sample
-  chain's own label of what the complaint is about;
-* the service's real batch processor (decode → handler → tickets upserted in
-  FerretDB/MongoDB → opened/routed events and queue messages published to Kafka
-  and the outbox cleared), in batches, on a fresh database; then the same stream
-  delivered again (all duplicates: nothing new may be written or published).
-
-The complaints come from the sample chain generator; to reach the requested
-volume its valid complaints are repeated with fresh complaint ids.
+* rules only: classification, urgency and the new ticket (with its outbox) built in
+  memory, per complaint; plus how often the route matches the sample chain's own
+  label of what the complaint is about;
+* the replay: every record of the service's topics in a generated chain (sales,
+  complaints, and the chain's malformed records), in order, through the service's
+  real batch processor (decode → handler → FerretDB/MongoDB → events published to
+  Kafka, dead letters too), on a fresh database. Printed: events/s, and the database
+  commands per event (counted by ``CommandLog``) in the first and the last fifth of the
+  replay, by kind: the cost must not grow with history. Then the last fifth delivered
+  again (all duplicates: nothing may be written twice);
+* the jobs after the replay: what one run of the SLA watcher, the outbox sweep and
+  the figures fold read, wrote and found due, and what reading the figures costs.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import time
 import uuid
 from collections import Counter
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
-from services.aftersales.handlers import on_batch
+from prometheus_client import CollectorRegistry
+
+from services.aftersales import figures
+from services.aftersales.handlers import SUBSCRIBED_TOPICS, on_batch
+from services.aftersales.jobs import watch_slas
 from services.aftersales.lifecycle import open_ticket
 from services.aftersales.outbox import OutboxRelay
 from services.aftersales.policy import AftersalesPolicy
 from services.aftersales.rules import classify, urgency
 from services.aftersales.store import INDEXES, AftersalesStore
-from shared.clock import SystemClock
+from shared.clock import FixedClock
 from shared.contracts import (
     AFTERSALES_TICKETS,
     CRM_COMPLAINTS,
     DEPARTMENT_TOPICS,
+    LOYALTY_COMMANDS,
     Complaint,
     dlq_topic,
 )
 from shared.messaging import BatchProcessor, ConsumerMetrics, Delivery, EventPublisher, make_broker
-from shared.storage import ensure_indexes, mongo_client, service_database
-from tools.samplechain import generate_chain
+from shared.storage import (
+    CommandLog,
+    Storage,
+    ensure_indexes,
+    indexed_fields,
+    mongo_client,
+    service_database,
+)
+from tools.samplechain import Chain, generate_chain
 from tools.topics import create_topics
 
 KAFKA = os.environ.get("HUITOU_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
@@ -62,30 +76,16 @@ EXPECTED_ROUTE = {
 }
 
 
-def sample_complaints(count: int, customers: int, seed: int) -> list[tuple[bytes, str]]:
-    """`count` valid complaint messages (value, true kind), repeated with fresh ids."""
-    chain = generate_chain(seed, customers=customers)
-    base = [
-        (json.loads(r.value), r.note.split()[1])
+def rules_only(chain: Chain, policy: AftersalesPolicy) -> None:
+    """Classify, judge urgency and build each ticket in memory; print rate and agreement."""
+    complaints = [
+        (Complaint.from_bytes(r.value), r.note.split()[1])
         for r in chain.records
         if r.topic == CRM_COMPLAINTS.name and r.valid and r.note.startswith("complaint ")
     ]
-    if not base:
-        raise SystemExit("the sample chain produced no complaints; raise --customers")
-    out: list[tuple[bytes, str]] = []
-    for n in range(count):
-        value, kind = base[n % len(base)]
-        copy = dict(value)
-        round_ = n // len(base)
-        copy["event_id"] = f"{value['event_id']}-b{round_}"
-        copy["complaint_id"] = f"{value['complaint_id']}-b{round_}"
-        out.append((json.dumps(copy, ensure_ascii=False).encode(), kind))
-    return out
-
-
-def rules_only(messages: Sequence[tuple[bytes, str]], policy: AftersalesPolicy) -> None:
-    """Classify, judge urgency and build each ticket in memory; print rate and agreement."""
-    complaints = [(Complaint.from_bytes(value), kind) for value, kind in messages]
+    if not complaints:
+        print("rules only: the sample chain has no complaints")
+        return
     now = datetime.now(UTC)
     rules = policy.classification
     started = time.perf_counter()
@@ -108,70 +108,176 @@ def rules_only(messages: Sequence[tuple[bytes, str]], policy: AftersalesPolicy) 
     )
 
 
-async def service(messages: Sequence[tuple[bytes, str]], batch_size: int) -> None:
-    """The real batch processor against Kafka and FerretDB/MongoDB, then a full redelivery."""
+@dataclass
+class Slice:
+    """Events of a stretch of the replay and what handling them cost."""
+
+    events: int = 0
+    seconds: float = 0.0
+    commands: Counter[str] | None = None
+
+    def add(self, events: int, seconds: float, commands: Counter[str]) -> None:
+        self.events += events
+        self.seconds += seconds
+        self.commands = (self.commands or Counter()) + commands
+
+    def line(self, label: str) -> str:
+        commands = self.commands or Counter()
+        total = sum(commands.values())
+        kinds = ", ".join(f"{k} {n / self.events:.3f}" for k, n in sorted(commands.items()))
+        return (
+            f"  {label}: {self.events} events, {total / self.events:.3f} commands/event"
+            f" ({kinds}); {self.events / self.seconds:,.0f} events/s"
+        )
+
+
+def fifths(deliveries: Sequence[Delivery], batch_size: int) -> list[list[list[Delivery]]]:
+    """The replay in five stretches of (nearly) equal events, each cut into batches."""
+    bounds = [len(deliveries) * n // 5 for n in range(6)]
+    return [
+        [list(deliveries[i : min(i + batch_size, end)]) for i in range(start, end, batch_size)]
+        for start, end in zip(bounds, bounds[1:], strict=False)
+    ]
+
+
+async def replay(chain: Chain, batch_size: int) -> None:
+    """The chain's aftersales records through the real batch processor, then the jobs."""
+    names = {t.name for t in SUBSCRIBED_TOPICS}
+    records = [r for r in chain.records if r.topic in names]
+    deliveries = [
+        Delivery(r.topic, 0, offset, r.key.encode() if r.key else None, r.value)
+        for offset, r in enumerate(records)
+    ]
+    kinds = Counter(r.topic for r in records)
     prefix = f"bench{uuid.uuid4().hex[:8]}."
     database = f"bench_aftersales_{uuid.uuid4().hex[:8]}"
     await create_topics(
         KAFKA,
-        [*DEPARTMENT_TOPICS.values(), AFTERSALES_TICKETS, dlq_topic("aftersales")],
+        [
+            *DEPARTMENT_TOPICS.values(),
+            AFTERSALES_TICKETS,
+            LOYALTY_COMMANDS,
+            dlq_topic("aftersales"),
+        ],
         prefix=prefix,
         partitions=1,
     )
     broker = make_broker(KAFKA, client_id="huitou-bench")
     await broker.connect()
-    mongo = mongo_client(MONGO, app_name="huitou-bench")
+    log = CommandLog()
+    mongo = mongo_client(MONGO, app_name="huitou-bench", listeners=[log])
     db = service_database(mongo, database)
-    clock = SystemClock()
+    clock = FixedClock(datetime.now(UTC))
     policy = AftersalesPolicy()
     try:
         await ensure_indexes(db, INDEXES)
-        store = AftersalesStore(db)
+        store = AftersalesStore(Storage(db))
+        await store.prepare(clock.now())
         publisher = EventPublisher(broker, topic_prefix=prefix)
-        from prometheus_client import CollectorRegistry
-
+        relay = OutboxRelay(store, publisher, clock)
         metrics = ConsumerMetrics("aftersales", CollectorRegistry())
         processor = BatchProcessor(
             service="aftersales",
-            handle=on_batch(store, OutboxRelay(store, publisher, clock), policy, clock),
+            handle=on_batch(store, relay, policy, clock),
             publisher=publisher,
             metrics=metrics,
             clock=clock,
         )
-        deliveries = [
-            Delivery(CRM_COMPLAINTS.name, 0, offset, None, value)
-            for offset, (value, _) in enumerate(messages)
-        ]
-        for label in ("first delivery", "redelivery (all duplicates)"):
-            started = time.perf_counter()
-            for start in range(0, len(deliveries), batch_size):
-                await processor.process(deliveries[start : start + batch_size])
-            seconds = time.perf_counter() - started
-            tickets = await db["tickets"].count_documents({})
-            print(
-                f"service, {label}: {len(deliveries)} complaints in {seconds:.2f} s = "
-                f"{len(deliveries) / seconds:,.0f} complaints/s (batches of {batch_size}); "
-                f"tickets in the database: {tickets}"
-            )
+        per_topic = ", ".join(f"{k} {n}" for k, n in sorted(kinds.items()))
+        print(
+            f"replay: {len(records)} records ({per_topic}), batches of {batch_size},"
+            f" on {await store.storage.server()}"
+        )
+        slices = [Slice() for _ in range(5)]
+        groups = fifths(deliveries, batch_size)
+        scans = 0
+        indexed = indexed_fields(INDEXES)
+        started = time.perf_counter()
+        for group, stretch in zip(groups, slices, strict=True):
+            for batch in group:
+                log.clear()
+                began = time.perf_counter()
+                await processor.process(batch)
+                stretch.add(len(batch), time.perf_counter() - began, Counter(log.counts))
+                scans += len(log.scans(indexed))
+                clock.advance(timedelta(seconds=1))
+        seconds = time.perf_counter() - started
         totals = metrics.totals()
-        print(f"  processed {totals['processed']:.0f}, dead-lettered {totals['dead_lettered']:.0f}")
+        print(
+            f"  {len(deliveries)} events in {seconds:.1f} s = {len(deliveries) / seconds:,.0f}"
+            f" events/s; processed {totals['processed']:.0f},"
+            f" dead-lettered {totals['dead_lettered']:.0f}; queries that would scan: {scans}"
+        )
+        print(slices[0].line("first fifth"))
+        print(slices[-1].line("last fifth "))
+        first = sum((slices[0].commands or Counter()).values()) / slices[0].events
+        last = sum((slices[-1].commands or Counter()).values()) / slices[-1].events
+        print(f"  last fifth / first fifth, commands per event: {last / first:.2f}")
+
+        again = Slice()
+        for batch in groups[-1]:
+            log.clear()
+            began = time.perf_counter()
+            await processor.process(batch)
+            again.add(len(batch), time.perf_counter() - began, Counter(log.counts))
+        print(again.line("last fifth again (duplicates)"))
+        print(
+            f"  in the database: {await db['tickets'].count_documents({})} tickets,"
+            f" {await db['sales'].count_documents({})} sales"
+        )
+
+        await jobs(store, relay, clock, log)
     finally:
         await mongo.drop_database(database)
         await mongo.close()
         await broker.stop()
 
 
+async def jobs(
+    store: AftersalesStore, relay: OutboxRelay, clock: FixedClock, log: CommandLog
+) -> None:
+    """One run of each job after the replay, and the figures, with what they touched."""
+    print("jobs after the replay (each run: documents read / written / items due, commands):")
+    for label, run in (
+        ("SLA watcher, first run", lambda: watch_slas(store, relay, clock)),
+        ("SLA watcher, next run", lambda: watch_slas(store, relay, clock)),
+        ("outbox sweep", relay.sweep),
+    ):
+        log.clear()
+        began = time.perf_counter()
+        result = await run()
+        print(
+            f"  {label}: {result.read} / {result.written} / {result.due},"
+            f" {log.total()} commands, {time.perf_counter() - began:.2f} s"
+        )
+    clock.advance(timedelta(minutes=10))
+    log.clear()
+    began = time.perf_counter()
+    folded = await store.fold_figures(clock.now())
+    print(
+        f"  figures fold (the whole replay at once): {folded.read} / {folded.written} /"
+        f" {folded.due}, {log.total()} commands, {time.perf_counter() - began:.2f} s"
+    )
+    clock.advance(timedelta(minutes=1))
+    log.clear()
+    began = time.perf_counter()
+    counts = await store.figures(clock.now())
+    print(
+        f"  reading the figures (/stats, /root-causes): {log.total()} commands,"
+        f" {time.perf_counter() - began:.3f} s; {figures.headline(counts)}"
+    )
+
+
 def main() -> None:
     """Command-line entry point."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.aftersales", description=__doc__)
-    parser.add_argument("--complaints", type=int, default=5000)
-    parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--customers", type=int, default=3000)
+    parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
-    messages = sample_complaints(args.complaints, args.customers, args.seed)
-    rules_only(messages, AftersalesPolicy())
-    asyncio.run(service(messages, args.batch_size))
+    chain = generate_chain(args.seed, customers=args.customers)
+    rules_only(chain, AftersalesPolicy())
+    asyncio.run(replay(chain, args.batch_size))
 
 
 if __name__ == "__main__":

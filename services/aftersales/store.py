@@ -11,6 +11,7 @@ figures are kept incrementally (``services.aftersales.tally``).
 from __future__ import annotations
 
 import contextlib
+import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -78,7 +79,7 @@ INDEXES = (
     *tally_indexes(TICKET_STEPS),
     IndexSpec(QUALITY_ALERTS, [("outbox_bucket", 1)], name="alert_outbox_bucket"),
     *tally_indexes(ALERT_STEPS),
-    *tally_indexes(SALES),
+    IndexSpec(SALES, [("note", 1)], name="sale_by_note"),
     *tally_indexes(SALE_NOTES),
     IndexSpec(REPAIRS, [("receipt_number", 1)], name="repair_receipt", unique=True),
     IndexSpec(REPAIRS, [("received_day", 1)], name="repair_register_day"),
@@ -169,17 +170,10 @@ class AftersalesStore:
         self.alert_steps = Steps(storage, QUALITY_ALERTS, ALERT_STEPS)
         self.tally = Tally(
             storage,
-            exact=[
+            [
                 Source(TICKETS),
                 Source(TICKET_STEPS, verify=self.ticket_steps.roll_forward),
                 Source(ALERT_STEPS, verify=self.alert_steps.roll_forward),
-                Source(REPAIRS),
-                Source(SALES),
-            ],
-            preview=[
-                Source(TICKETS),
-                Source(TICKET_STEPS),
-                Source(ALERT_STEPS),
                 Source(REPAIRS),
                 Source(SALE_NOTES),
             ],
@@ -207,25 +201,40 @@ class AftersalesStore:
     async def record_sales(self, sales: Sequence[SaleFacts], now: datetime) -> int:
         """Remember sales once each (a redelivered sale is already there); returns lines added.
 
-        One insert per batch. The sales carry their sold lines as their contribution to
-        the figures; one note per batch previews it until the fold counts the sales.
+        Two inserts per batch: the sales, each marked with the batch's note id, then the
+        note, which carries the lines this call inserted as its contribution to the
+        figures (so the figures never read the sales back). Sales that were already
+        there are checked for their note: a crash between the two inserts left one
+        missing, and this redelivery writes it, counting the sales that carry its id.
         """
+        note_id = f"sold:{uuid.uuid4().hex}"
         docs: dict[str, Document] = {}
         for sale in sales:
-            if sale.order_id not in docs:
-                docs[sale.order_id] = {
-                    **sale.to_document(),
-                    **stamp(now, figures.sale_counts(len(sale.lines))),
-                }
+            docs.setdefault(sale.order_id, {**sale.to_document(), "note": note_id})
         ordered = list(docs.values())
-        inserted = sorted(await self._storage.insert_once(SALES, ordered))
+        inserted = await self._storage.insert_once(SALES, ordered)
         lines = sum(len(ordered[i]["lines"]) for i in inserted)
         if lines:
-            note = {"_id": f"sold:{ordered[inserted[0]]['_id']}"}
             await self._storage.insert_once(
-                SALE_NOTES, [{**note, **stamp(now, figures.sale_counts(lines))}]
+                SALE_NOTES, [{"_id": note_id, **stamp(now, figures.sale_counts(lines))}]
             )
+        known = [doc["_id"] for i, doc in enumerate(ordered) if i not in inserted]
+        if known:
+            await self._note_what_a_crash_left_unnoted(known, now)
         return lines
+
+    async def _note_what_a_crash_left_unnoted(
+        self, order_ids: Sequence[str], now: datetime
+    ) -> None:
+        found = await self._storage.fetch_by_ids(SALES, order_ids, projection={"note": 1})
+        notes = {doc["note"] for doc in found.values() if doc.get("note")}
+        written = await self._storage.fetch_by_ids(SALE_NOTES, notes, projection={"_id": 1})
+        for note_id in sorted(notes - set(written)):
+            cursor = self._storage[SALES].find({"note": note_id}, {"lines": 1})
+            lines = sum([len(doc.get("lines", [])) async for doc in cursor])
+            await self._storage.insert_once(
+                SALE_NOTES, [{"_id": note_id, **stamp(now, figures.sale_counts(lines))}]
+            )
 
     async def purchase_lines(self, order_ids: Sequence[str]) -> dict[str, list[Document]]:
         """Known sold lines of these orders."""

@@ -22,9 +22,8 @@ A reader takes the totals and adds the contributions of the minutes after
 read by their hour key, so a fold after a long quiet spell costs one lookup per
 hour, not per minute.
 
-A source may be counted exactly by the fold from its documents and previewed by
-readers from cheaper notes: sales are folded from the sales themselves (one
-document per order) and previewed from one note per batch.
+Sales are the bulk of the stream: they contribute through one note per batch
+(``store.record_sales``), so neither the fold nor a reader ever reads sales back.
 """
 
 from __future__ import annotations
@@ -108,14 +107,12 @@ class Tally:
     def __init__(
         self,
         storage: Storage,
+        sources: Sequence[Source],
         *,
-        exact: Sequence[Source],
-        preview: Sequence[Source],
         settle_after: timedelta = SETTLE_AFTER,
     ) -> None:
         self._storage = storage
-        self._exact = list(exact)
-        self._preview = list(preview)
+        self._sources = list(sources)
         self.settle_after = settle_after
 
     async def open(self, now: datetime) -> None:
@@ -137,7 +134,7 @@ class Tally:
         """The figures at ``now``: the totals and every contribution written since."""
         totals = await self._totals(now)
         counts = figures.decode(totals["counts"])
-        found = await self._contributions(self._preview, totals["through"], MINUTES.key(now))
+        found = await self._contributions(totals["through"], MINUTES.key(now), checked=False)
         for docs in found.values():
             for doc in docs:
                 figures.add(counts, figures.decode(doc.get("tally")))
@@ -152,12 +149,12 @@ class Tally:
         if target <= through:
             return run
         counts = figures.decode(totals["counts"])
-        found = await self._contributions(self._exact, through, target)
+        found = await self._contributions(through, target, checked=True)
         for source, docs in found.items():
             run.count(read=len(docs), due=len(docs))
             for doc in docs:
                 figures.add(counts, figures.decode(doc.get("tally")))
-            if source.verify is not None:
+            if source.verify is not None and docs:
                 run.count(written=await source.verify(docs))
         replacement = {"counts": figures.encode(counts), "through": target, "folded_at": now}
         # Another instance may create it at the same moment: its pair is as consistent.
@@ -167,14 +164,14 @@ class Tally:
         return run
 
     async def _contributions(
-        self, sources: Sequence[Source], after: str, until: str
+        self, after: str, until: str, *, checked: bool
     ) -> dict[Source, list[Document]]:
         keys = cover(after, until)
         minutes = [key for field, key in keys if field == "tally_minute"]
         hours = [key for field, key in keys if field == "tally_hour"]
 
         async def of(source: Source) -> list[Document]:
-            projection = None if source.verify is not None else {"tally": 1}
+            projection = None if checked and source.verify is not None else {"tally": 1}
             docs: list[Document] = []
             for field, wanted in (("tally_minute", minutes), ("tally_hour", hours)):
                 if wanted:
@@ -183,5 +180,5 @@ class Tally:
                     )
             return docs
 
-        results = await asyncio.gather(*(of(source) for source in sources))
-        return dict(zip(sources, results, strict=True))
+        results = await asyncio.gather(*(of(source) for source in self._sources))
+        return dict(zip(self._sources, results, strict=True))

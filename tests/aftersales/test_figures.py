@@ -202,6 +202,7 @@ minute_keys = st.datetimes(
 ).map(MINUTES.key)
 
 
+@settings(deadline=None)
 @given(minute_keys, minute_keys)
 def test_the_cover_names_every_minute_once(after: str, until: str) -> None:
     covered: list[str] = []

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from pymongo.asynchronous.database import AsyncDatabase
 
-from services.aftersales import figures, lifecycle
+from services.aftersales import figures, handlers, lifecycle
 from services.aftersales.handlers import on_batch
 from services.aftersales.jobs import watch_slas
 from services.aftersales.lifecycle import DONE_STATUSES, OPEN_STATUSES, Resolution
@@ -567,3 +567,27 @@ async def test_queues_and_registers_read_by_index(
         days = {figures.utc_day(t["opened_at"]) for t in register}
         # the totals and two minutes of five sources since, five open statuses, a find a day
         assert h.log.counts["find"] == 1 + 2 * 5 + 5 + len(days)
+
+
+async def test_a_crash_between_the_sales_and_their_note_is_made_good_by_the_redelivery(
+    infra: dict[str, str], prefix: str, database_name: str
+) -> None:
+    await create_aftersales_topics(infra, prefix)
+    clock = FixedClock(NOW)
+    async with harness(infra, prefix, database_name, clock) as h:
+        sales = [
+            sale(f"x{n}", customer=f"X{n}", skus=["TS-1", "TS-2"][: 1 + n % 2]) for n in range(30)
+        ]
+        crashed = [
+            {**handlers.sale_facts(s, POLICY).to_document(), "note": "sold:crashed"}
+            for s in sales[:20]
+        ]
+        await h.store.storage.insert_once("sales", crashed)  # ... and no note: the crash
+        await h.deliver(sales)  # the consumer delivers the uncommitted records again
+        await h.deliver(sales[:5])  # and once more: nothing counts twice
+        expected = await counted_by_scanning(h.db)
+        assert expected["headline"]["purchase_lines_known"] == 45
+        assert kept(await h.store.figures(NOW)) == expected
+        clock.advance(timedelta(minutes=10))
+        await h.store.fold_figures(clock.now())
+        assert kept(await h.store.figures(clock.now())) == expected
