@@ -8,6 +8,7 @@ run. Each is safe with any number of instances running it at once.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 import structlog
@@ -21,6 +22,8 @@ from shared.jobs import JobRun, PeriodicJob
 from shared.storage import Document
 
 log = structlog.get_logger("huitou.aftersales.sla")
+
+ESCALATIONS_AT_ONCE = 8
 
 
 @dataclass
@@ -42,8 +45,9 @@ async def watch_slas(store: AftersalesStore, relay: OutboxRelay, clock: Clock) -
     keys = await cursor.keys_to_read(now)
     due = await store.due_for_watch(keys, now)
     run = SlaWatch(read=1 + len(due))
-    written: list[Document] = []
-    for ticket in due:
+
+    async def escalate(ticket: Document) -> Document | None:
+        """Escalate a ticket's breaches in order; the ticket as last written, if it was."""
         found = breaches(
             now=now,
             first_response_due=ticket["first_response_due"],
@@ -66,8 +70,18 @@ async def watch_slas(store: AftersalesStore, relay: OutboxRelay, clock: Clock) -
             log.warning("sla_breach_escalated", ticket_id=ticket["_id"], breach=breach)
             run.escalated += 1
             run.count(written=2)  # the step's claim and the ticket
-        if current is not ticket:
-            written.append(current)
+        return None if current is ticket else current
+
+    # Tickets side by side, each ticket's breaches in order. Not the storage's own
+    # concurrency limit: a step may take it for its lookups.
+    limit = asyncio.Semaphore(ESCALATIONS_AT_ONCE)
+
+    async def bounded(ticket: Document) -> Document | None:
+        async with limit:
+            return await escalate(ticket)
+
+    escalated = await asyncio.gather(*(bounded(t) for t in due))
+    written = [t for t in escalated if t is not None]
     await relay.publish(TICKETS, written)
     run.count(written=len(written))
     await cursor.settle(now)
