@@ -8,12 +8,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, HTTPException, Query
 from pydantic import BaseModel, ConfigDict, Field
 
+from services.loyalty.account import LedgerEntry, LoyaltyAccount
 from services.loyalty.accounts import Accounts
-from services.loyalty.lots import expiring_soon, open_lots
+from services.loyalty.figures import FigureBook
+from services.loyalty.lots import expiring_soon
 from services.loyalty.policy import LoyaltyPolicy
 from services.loyalty.rules import redemption_entry_id
-from services.loyalty.store import LedgerEntry, LoyaltyStore, order_facts, posting_of
-from services.loyalty.tiers import add_months, figures_at, progress_to_next
+from services.loyalty.store import LoyaltyStore
+from services.loyalty.tiers import progress_to_next
 from shared.auth import Principal, require_role
 from shared.clock import Clock
 
@@ -47,6 +49,7 @@ def _entry_view(doc: dict[str, Any]) -> dict[str, Any]:
 def loyalty_router(
     store: LoyaltyStore,
     accounts: Accounts,
+    figures: FigureBook,
     policy: LoyaltyPolicy,
     clock: Clock,
     principal: PrincipalDependency,
@@ -57,9 +60,9 @@ def loyalty_router(
     def may_read_members(caller: Principal) -> None:
         require_role(caller, "head_office", "store_staff", "service")
 
-    async def member_account(customer_id: str) -> dict[str, Any]:
+    async def member_account(customer_id: str) -> LoyaltyAccount:
         account = await store.account(customer_id)
-        if account is None or account.get("erased"):
+        if account is None or account.erased:
             raise HTTPException(404, f"no loyalty account for customer {customer_id}")
         return account
 
@@ -71,26 +74,19 @@ def loyalty_router(
         may_read_members(caller)
         account = await member_account(customer_id)
         now = clock.now()
-        ledger = await store.ledger_of(customer_id)
-        in_ledger = {d["_id"] for d in ledger}
-        open_holds = [h for h in account.get("holds", []) if h["_id"] not in in_ledger]
-        soon_points, soon_from = expiring_soon(
-            open_lots(posting_of(d) for d in [*ledger, *open_holds]), now, policy
-        )
-        since = add_months(now, -policy.qualifying_window_months)
-        figures = figures_at(
-            [order_facts(d) for d in await store.orders_of([customer_id], since)], now, policy
-        )
-        tier = account.get("tier") or policy.tiers[0].name
-        progress = progress_to_next(tier, figures, policy)
+        soon_points, soon_from = expiring_soon(account.book.lots, now, policy)
+        qualifying = account.figures(now, policy)
+        tier = account.tier or policy.tiers[0].name
+        progress = progress_to_next(tier, qualifying, policy)
+        history = await store.tier_history(customer_id)
         return {
             "customer_id": customer_id,
-            "balance": account["balance"],
-            "spendable": account["spendable"],
+            "balance": account.balance,
+            "spendable": account.balance,
             "tier": tier,
-            "tier_since": account.get("tier_since"),
-            "qualifying_spend": str(figures.spend),
-            "qualifying_orders": figures.orders,
+            "tier_since": account.tier_since,
+            "qualifying_spend": str(qualifying.spend),
+            "qualifying_orders": qualifying.orders,
             "next_tier": None
             if progress is None
             else {
@@ -100,8 +96,16 @@ def loyalty_router(
             },
             "expiring_soon": {"points": soon_points, "first_expiry": soon_from},
             "tier_history": [
-                {k: v for k, v in change.items() if k != "seq"}
-                for change in account.get("tier_history", [])
+                {
+                    "old_tier": change["old_tier"],
+                    "new_tier": change["new_tier"],
+                    "direction": change["direction"],
+                    "reason": change["reason"],
+                    "at": change["at"],
+                    "qualifying_spend_minor": change["qualifying_spend_minor"],
+                    "qualifying_orders": change["qualifying_orders"],
+                }
+                for change in history
             ],
         }
 
@@ -114,7 +118,9 @@ def loyalty_router(
     ) -> dict[str, Any]:
         may_read_members(caller)
         await member_account(customer_id)
-        page = await store.ledger_page(customer_id, offset=offset, limit=limit)
+        # Newest first; the member's own entries only (selected by an indexed equality).
+        ledger = await store.ledger_of(customer_id)
+        page = list(reversed(ledger))[offset : offset + limit]
         return {
             "customer_id": customer_id,
             "offset": offset,
@@ -161,7 +167,7 @@ def loyalty_router(
         outcome = await accounts.debit(entry, require_spendable=True, now=now)
         if outcome == "insufficient":
             account = await store.account(customer_id)
-            spendable = account["spendable"] if account else 0
+            spendable = account.balance if account else 0
             raise HTTPException(
                 409,
                 f"insufficient points: {reward.reward_id} × {body.quantity} costs {cost}, "
@@ -175,7 +181,7 @@ def loyalty_router(
             "redemption_id": entry.entry_id,
             "replayed": outcome == "duplicate",
             "entry": _entry_view(recorded) if recorded else _entry_view(entry.to_document()),
-            "balance": account["balance"] if account else None,
+            "balance": account.balance if account else None,
         }
 
     @router.get("/liability")
@@ -183,17 +189,8 @@ def loyalty_router(
         caller: Principal = Depends(principal),  # noqa: B008
     ) -> dict[str, Any]:
         require_role(caller, "head_office")
-        stores: dict[str, dict[str, int]] = {}
-        for row in await store.liability_by_store():
-            store_id = row["_id"].get("store_id") or "none"
-            figures = stores.setdefault(
-                store_id, {"issued": 0, "redeemed": 0, "reversed": 0, "expired": 0, "adjusted": 0}
-            )
-            kind, points = row["_id"]["kind"], int(row["points"])
-            if kind == "earned":
-                figures["issued"] += points
-            elif kind in figures:
-                figures[kind] += -points if kind != "adjusted" else points
+        totals = await figures.current()
+        stores = totals.liability_by_store()
         outstanding = sum(
             f["issued"] + f["adjusted"] - f["redeemed"] - f["reversed"] - f["expired"]
             for f in stores.values()
@@ -202,6 +199,6 @@ def loyalty_router(
 
     @router.get("/stats")
     async def stats() -> dict[str, int]:
-        return await store.stats()
+        return (await figures.current()).stats()
 
     return router

@@ -6,6 +6,8 @@ from fastapi import FastAPI
 
 from services.loyalty.accounts import Accounts
 from services.loyalty.api import loyalty_router
+from services.loyalty.changes import AccountChanges
+from services.loyalty.figures import FigureBook
 from services.loyalty.handlers import SUBSCRIBED_TOPICS, on_batch
 from services.loyalty.jobs import LoyaltyJobs
 from services.loyalty.outbox import KafkaRecordPublisher
@@ -21,35 +23,50 @@ SERVICE = "loyalty"
 
 
 def build_app(
-    settings: LoyaltySettings, *, clock: Clock | None = None, policy: LoyaltyPolicy | None = None
+    settings: LoyaltySettings,
+    *,
+    clock: Clock | None = None,
+    policy: LoyaltyPolicy | None = None,
+    wall: Clock | None = None,
 ) -> FastAPI:
-    """The loyalty service as an ASGI app; its lifespan runs the consumer and the jobs."""
+    """The loyalty service as an ASGI app; its lifespan runs the consumer and the jobs.
+
+    ``clock`` is the business clock (rules, schedules, expiry); ``wall`` the real
+    time that bookkeeping follows (figure buckets, left-behind changes, claim
+    pruning), which tests may replace too.
+    """
     clock = clock or SystemClock()
+    wall = wall or SystemClock()
     policy = policy or load_policy(settings.policy_file)
     runtime = build_runtime(SERVICE, settings, database=settings.database, clock=clock)
-    store = LoyaltyStore(runtime.db)
+    store = LoyaltyStore(runtime.storage)
     publisher = KafkaRecordPublisher(
         runtime.publisher, bootstrap=settings.kafka_bootstrap, client_id=f"huitou-{SERVICE}"
     )
-    accounts = Accounts(store, policy, publisher)
-    jobs = LoyaltyJobs(store, accounts, clock)
-    consume(runtime, SUBSCRIBED_TOPICS, on_batch(store, accounts, policy, clock))
+    changes = AccountChanges(store, publisher, policy, wall=wall)
+    figures = FigureBook(runtime.storage, wall)
+    accounts = Accounts(store, changes, policy)
+    jobs = LoyaltyJobs(store, accounts, changes, figures, policy, clock)
+    consume(runtime, SUBSCRIBED_TOPICS, on_batch(store, changes, policy, clock, wall))
     principal = principal_dependency(settings.auth_secret, clock.now)
     app = create_service_app(
         runtime,
         title="Huitou loyalty",
         indexes=INDEXES,
-        routers=[loyalty_router(store, accounts, policy, clock, principal)],
+        routers=[loyalty_router(store, accounts, figures, policy, clock, principal)],
         # The tombstone producer starts with the broker: a batch may need it at once.
-        on_started=[publisher.start],
+        on_started=[publisher.start, jobs.open],
         on_stopping=[publisher.stop],
         jobs=jobs.periodic(
             expiry_every=settings.expiry_every_seconds,
             tiers_every=settings.tier_evaluation_every_seconds,
             outbox_every=settings.outbox_every_seconds,
+            figures_every=settings.figures_every_seconds,
         ),
     )
     app.state.runtime = runtime
     app.state.jobs = jobs
     app.state.accounts = accounts
+    app.state.changes = changes
+    app.state.store = store
     return app

@@ -1,23 +1,26 @@
-"""Loyalty's subscribers: decode contract → rules → store → publish.
+"""Loyalty's subscribers: decode contract → rules → one claimed change per account → publish.
 
-A batch is walked in order, in memory, against the state read once at its
-start; then its writes go out in bulk, each idempotent, and the touched
-accounts are settled against their ledgers.
+A batch reads, by id, the accounts it touches and then the orders and the few
+ledger entries it must not count twice; walks its events in order, in memory,
+on those accounts; and commits one change per account (``changes.py``). A
+batch costs the same number of commands however long the history is.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
 import structlog
 
-from services.loyalty.accounts import Accounts, CustomerWork
+from services.loyalty.account import EntryKind, LedgerEntry, LoyaltyAccount, stored_time
+from services.loyalty.changes import AccountChanges
+from services.loyalty.figures import stats_bucket
 from services.loyalty.lots import expiry_of
 from services.loyalty.policy import LoyaltyPolicy
 from services.loyalty.rules import (
-    Birthday,
     LoyaltyRuleBroken,
     birthday_from_fields,
     check_referral,
@@ -30,16 +33,8 @@ from services.loyalty.rules import (
     reversed_entry_id,
     to_minor,
 )
-from services.loyalty.store import LedgerEntry, LoyaltyStore, order_document, order_facts
-from services.loyalty.tiers import (
-    Evaluation,
-    OrderFacts,
-    Refund,
-    add_months,
-    evaluation_moment,
-    figures_at,
-    next_tier,
-)
+from services.loyalty.store import LoyaltyStore, order_document, order_facts
+from services.loyalty.tiers import Evaluation, OrderFacts, Refund
 from shared.clock import Clock
 from shared.contracts import (
     CRM_CUSTOMERS,
@@ -67,6 +62,7 @@ SUBSCRIBED_TOPICS: tuple[Topic, ...] = (
     LOYALTY_COMMANDS,
     PROFILE_CUSTOMER_CHANGED,
 )
+MAX_ATTEMPTS = 20
 
 log = structlog.get_logger("huitou.loyalty")
 
@@ -94,65 +90,32 @@ class KnownOrder:
 
 @dataclass
 class BatchWalk:
-    """The in-memory state of one batch: what was read at its start plus what it adds."""
+    """One batch in memory: the accounts and orders read at its start, changed event by event.
+
+    ``counted`` holds the ledger entries (of those the batch may post a second
+    time: commands, referral rewards) that are already in a member's balance.
+    """
 
     policy: LoyaltyPolicy
     now: datetime
-    accounts: dict[str, Document]
+    accounts: dict[str, LoyaltyAccount]
     orders: dict[str, KnownOrder]
-    referrals: dict[str, Document]
-    entries: list[LedgerEntry] = field(default_factory=list)
-    new_orders: list[Document] = field(default_factory=list)
-    new_returns: list[tuple[str, Document]] = field(default_factory=list)
-    new_referrals: list[Document] = field(default_factory=list)
-    rewarded: list[tuple[str, str]] = field(default_factory=list)
+    counted: set[str]
     walk_ins: list[str] = field(default_factory=list)
-    deductions: list[tuple[Inbound, LedgerEntry]] = field(default_factory=list)
-    work: dict[str, CustomerWork] = field(default_factory=dict)
-    tiers: dict[str, str | None] = field(default_factory=dict)
-    birthdays: dict[str, Birthday | None] = field(default_factory=dict)
-    erased: set[str] = field(default_factory=set)
-    order_ids_by_customer: dict[str, list[str]] = field(default_factory=dict)
-    evaluated_until: dict[str, datetime] = field(default_factory=dict)
+    rejections: list[Rejection] = field(default_factory=list)
 
-    def __post_init__(self) -> None:
-        for order_id, order in self.orders.items():
-            self.order_ids_by_customer.setdefault(order.facts.customer_id, []).append(order_id)
-        for customer_id, account in self.accounts.items():
-            self.tiers[customer_id] = account.get("tier")
-            raw = account.get("birthday")
-            self.birthdays[customer_id] = Birthday(raw["month"], raw["day"]) if raw else None
-            if account.get("erased"):
-                self.erased.add(customer_id)
-            if account.get("evaluated_until") is not None:
-                self.evaluated_until[customer_id] = account["evaluated_until"]
-
-    def work_of(self, customer_id: str) -> CustomerWork:
-        return self.work.setdefault(customer_id, CustomerWork())
-
-    def orders_of(self, customer_id: str) -> list[OrderFacts]:
-        return [self.orders[o].facts for o in self.order_ids_by_customer.get(customer_id, [])]
-
-    def evaluate(self, customer_id: str, evaluation: Evaluation) -> None:
-        """Record a tier evaluation and follow it; later purchases earn at the new tier."""
-        self.work_of(customer_id).evaluations.append(evaluation)
-        current = self.tiers.get(customer_id) or self.policy.tiers[0].name
-        at = evaluation_moment(evaluation, self.evaluated_until.get(customer_id))
-        self.evaluated_until[customer_id] = at
-        if evaluation.kind != "joined":
-            figures = figures_at(self.orders_of(customer_id), at, self.policy)
-            change = next_tier(
-                current, Evaluation(evaluation.kind, at, evaluation.cause), figures, self.policy
-            )
-            if change is not None:
-                current = change.new_tier
-        self.tiers[customer_id] = current
+    def account(self, customer_id: str) -> LoyaltyAccount:
+        """The member's account as the batch has it (a fresh one if the member is new)."""
+        found = self.accounts.get(customer_id)
+        if found is None:
+            found = self.accounts[customer_id] = LoyaltyAccount.fresh(customer_id, self.now)
+        return found
 
     def entry(
         self,
         entry_id: str,
         customer_id: str,
-        kind: str,
+        kind: EntryKind,
         points: int,
         reason: str,
         source_event_id: str,
@@ -174,6 +137,27 @@ class BatchWalk:
             expires_at=expiry_of(occurred_at, self.policy) if points > 0 else None,
         )
 
+    def run(self, batch: Sequence[Inbound]) -> list[Rejection]:
+        """Walk the batch's events in order; returns those breaking a rule."""
+        for item in batch:
+            event = item.event
+            try:
+                if isinstance(event, Purchase):
+                    self.on_purchase(event)
+                elif isinstance(event, Return):
+                    self.on_return(event)
+                elif isinstance(event, CustomerChange):
+                    self.on_customer_change(event)
+                elif isinstance(event, CustomerChanged):
+                    self.on_profile_change(event)
+                elif isinstance(event, Referral):
+                    self.on_referral(event)
+                elif isinstance(event, LoyaltyCommand):
+                    self.on_command(item, event)
+            except LoyaltyRuleBroken as broken:
+                self.rejections.append(Rejection(item.delivery, str(broken)))
+        return self.rejections
+
     # One method per kind of event: raise LoyaltyRuleBroken to dead-letter it. ----------------
 
     def on_purchase(self, purchase: Purchase) -> None:
@@ -181,7 +165,8 @@ class BatchWalk:
         if customer_id is None:
             self.walk_ins.append(purchase.event_id)
             return
-        if customer_id in self.erased:
+        account = self.account(customer_id)
+        if account.erased:
             log.info("purchase_of_erased_member_ignored", order_id=purchase.order_id)
             return
         known = self.orders.get(purchase.order_id)
@@ -190,66 +175,81 @@ class BatchWalk:
                 f"order {purchase.order_id} was already recorded by event {known.purchase_event_id}"
             )
         if known is None:
-            earned = points_for(
-                purchase,
-                self.policy,
-                tier=self.tiers.get(customer_id),
-                birthday=self.birthdays.get(customer_id),
-            )
+            # A stored order was counted by the change that stored it: only new ones count now.
+            earned = points_for(purchase, self.policy, tier=account.tier, birthday=account.birthday)
             facts = OrderFacts(
-                purchase.order_id, customer_id, purchase.occurred_at, to_minor(purchase.total)
+                purchase.order_id,
+                customer_id,
+                stored_time(purchase.occurred_at),
+                to_minor(purchase.total),
             )
-            known = KnownOrder(facts, earned, purchase.store_id, purchase.event_id, {})
-            self.orders[purchase.order_id] = known
-            self.order_ids_by_customer.setdefault(customer_id, []).append(purchase.order_id)
-            self.new_orders.append(
+            self.orders[purchase.order_id] = KnownOrder(
+                facts, earned, purchase.store_id, purchase.event_id, {}
+            )
+            account.change.new_orders.append(
                 order_document(
                     facts, store_id=purchase.store_id, event_id=purchase.event_id, earned=earned
                 )
             )
-        if known.earned > 0:
-            self.entries.append(
-                self.entry(
-                    earned_entry_id(purchase.event_id),
-                    customer_id,
-                    "earned",
-                    known.earned,
-                    "purchase",
-                    purchase.event_id,
-                    purchase.store_id,
-                    purchase.occurred_at,
-                )
-            )
-        self.evaluate(customer_id, Evaluation("purchase", purchase.occurred_at, purchase.order_id))
-        self._reward_referral(customer_id, purchase)
-
-    def _reward_referral(self, referee_id: str, purchase: Purchase) -> None:
-        referral = self.referrals.get(referee_id)
-        if referral is None or referral.get("status") != "pending":
-            return
-        referrer_id = referral["referrer_id"]
-        rewards = (
-            (referrer_id, "referrer", self.policy.referral.referrer_points),
-            (referee_id, "referee", self.policy.referral.referee_points),
-        )
-        for customer_id, side, points in rewards:
-            if points > 0 and customer_id not in self.erased:
-                self.entries.append(
+            account.count_order(facts, self.policy)
+            if earned > 0:
+                account.post(
                     self.entry(
-                        referral_entry_id(referee_id, side),
+                        earned_entry_id(purchase.event_id),
                         customer_id,
                         "earned",
-                        points,
-                        f"referral_{side}",
+                        earned,
+                        "purchase",
                         purchase.event_id,
                         purchase.store_id,
                         purchase.occurred_at,
                     )
                 )
-        if referrer_id not in self.erased:
-            self.evaluate(referrer_id, Evaluation("joined", purchase.occurred_at, referee_id))
-        referral["status"] = "rewarded"
-        self.rewarded.append((referee_id, purchase.event_id))
+            account.evaluate(
+                Evaluation("purchase", purchase.occurred_at, purchase.order_id), self.policy
+            )
+        self._reward_referral(account, purchase)
+
+    def _reward_referral(self, referee: LoyaltyAccount, purchase: Purchase) -> None:
+        """Pay both sides of a pending referral; finish a reward this purchase began."""
+        referral = referee.referral
+        if referral is None:
+            return
+        if referral["status"] == "pending":
+            points = self.policy.referral.referee_points
+            if points > 0:
+                referee.post(self._referral_entry(referee.customer_id, "referee", points, purchase))
+            referee.referral = {**referral, "status": "rewarded", "rewarded_by": purchase.event_id}
+        elif referral.get("rewarded_by") != purchase.event_id:
+            return
+        referrer_entry = referral_entry_id(referee.customer_id, "referrer")
+        referrer = self.account(referral["referrer_id"])
+        points = self.policy.referral.referrer_points
+        if referrer.erased or referrer_entry in self.counted:
+            return
+        if points > 0:
+            referrer.post(self._referral_entry(referee.customer_id, "referrer", points, purchase))
+            self.counted.add(referrer_entry)
+        referrer.evaluate(
+            Evaluation("joined", purchase.occurred_at, referee.customer_id), self.policy
+        )
+
+    def _referral_entry(
+        self, referee_id: str, side: str, points: int, purchase: Purchase
+    ) -> LedgerEntry:
+        referral = self.accounts[referee_id].referral
+        assert referral is not None
+        customer_id = referee_id if side == "referee" else referral["referrer_id"]
+        return self.entry(
+            referral_entry_id(referee_id, side),
+            customer_id,
+            "earned",
+            points,
+            f"referral_{side}",
+            purchase.event_id,
+            purchase.store_id,
+            purchase.occurred_at,
+        )
 
     def on_return(self, returned: Return) -> None:
         order = self.orders.get(returned.order_id)
@@ -262,91 +262,89 @@ class BatchWalk:
             raise LoyaltyRuleBroken(
                 f"order {returned.order_id} belongs to another customer than the return's"
             )
-        if customer_id in self.erased:
-            return
-        recorded = order.returns.get(returned.return_id)
-        if recorded is None:
-            refund = to_minor(returned.refunded_amount())
-            points = points_to_reverse(
-                earned=order.earned,
-                total_minor=order.facts.total_minor,
-                refunded_before_minor=sum(int(r["refund_minor"]) for r in order.returns.values()),
-                refund_minor=refund,
-            )
-            recorded = {
-                "return_id": returned.return_id,
-                "event_id": returned.event_id,
-                "refund_minor": refund,
-                "points": points,
-                "occurred_at": returned.occurred_at,
-                "store_id": returned.store_id,
-            }
-            order.returns[returned.return_id] = recorded
-            order.facts = OrderFacts(
-                order.facts.order_id,
-                customer_id,
-                order.facts.occurred_at,
-                order.facts.total_minor,
-                (*order.facts.refunds, Refund(returned.return_id, returned.occurred_at, refund)),
-            )
-            self.new_returns.append((returned.order_id, recorded))
-        if int(recorded["points"]) > 0:
-            self.entries.append(
+        account = self.account(customer_id)
+        if account.erased or returned.return_id in order.returns:
+            return  # a return on its order was counted by the change that put it there
+        refund = to_minor(returned.refunded_amount())
+        points = points_to_reverse(
+            earned=order.earned,
+            total_minor=order.facts.total_minor,
+            refunded_before_minor=sum(int(r["refund_minor"]) for r in order.returns.values()),
+            refund_minor=refund,
+        )
+        order.returns[returned.return_id] = {
+            "return_id": returned.return_id,
+            "event_id": returned.event_id,
+            "refund_minor": refund,
+            "points": points,
+            "occurred_at": stored_time(returned.occurred_at),
+            "store_id": returned.store_id,
+            "version": account.version + 1,
+        }
+        order_returns = list(order.returns.values())
+        account.change.new_returns = [
+            *(r for r in account.change.new_returns if r[0] != returned.order_id),
+            (
+                returned.order_id,
+                {
+                    "returns": order_returns,
+                    "refunded_minor": sum(int(r["refund_minor"]) for r in order_returns),
+                },
+            ),
+        ]
+        account.refund(returned.order_id, Refund(returned.return_id, returned.occurred_at, refund))
+        if points > 0:
+            account.post(
                 self.entry(
-                    reversed_entry_id(recorded["event_id"]),
+                    reversed_entry_id(returned.event_id),
                     customer_id,
                     "reversed",
-                    -int(recorded["points"]),
+                    -points,
                     f"return {returned.return_id} of order {returned.order_id}",
-                    recorded["event_id"],
+                    returned.event_id,
                     returned.store_id,
                     returned.occurred_at,
                     lot_id=earned_entry_id(order.purchase_event_id),
                 )
             )
-        self.evaluate(customer_id, Evaluation("return", returned.occurred_at, returned.return_id))
+        account.evaluate(
+            Evaluation("return", returned.occurred_at, returned.return_id), self.policy
+        )
 
     def on_customer_change(self, change: CustomerChange) -> None:
         birthday = birthday_from_fields(change.fields)
-        if change.customer_id in self.erased:
+        account = self.account(change.customer_id)
+        if account.erased:
             return
         if birthday is not None:
-            self.work_of(change.customer_id).birthday = birthday
-            self.birthdays[change.customer_id] = birthday
-        self.evaluate(change.customer_id, Evaluation("joined", change.occurred_at, change.event_id))
+            account.birthday = birthday
+        account.evaluate(Evaluation("joined", change.occurred_at, change.event_id), self.policy)
 
     def on_profile_change(self, change: CustomerChanged) -> None:
         if change.change == "erased" or change.erased:
-            self.work_of(change.customer_id).erase = True
-            self.erased.add(change.customer_id)
-            self.birthdays[change.customer_id] = None
+            self.account(change.customer_id).erase()
 
     def on_referral(self, referral: Referral) -> None:
-        existing = self.referrals.get(referral.referee_id)
+        referee = self.account(referral.referee_id)
+        existing = referee.referral
         if existing is not None:
             if existing["event_id"] == referral.event_id:
                 return
             raise LoyaltyRuleBroken(
                 f"referee {referral.referee_id} was already referred (event {existing['event_id']})"
             )
-        account = self.accounts.get(referral.referee_id)
-        has_bought = (account is not None and account.get("first_purchase_at") is not None) or any(
-            True for _ in self.orders_of(referral.referee_id)
-        )
-        check_referral(referral, referee_has_bought=has_bought)
-        document = {
-            "_id": referral.referee_id,
+        check_referral(referral, referee_has_bought=referee.first_purchase_at is not None)
+        referee.referral = {
             "referrer_id": referral.referrer_id,
             "event_id": referral.event_id,
             "store_id": referral.store_id,
-            "occurred_at": referral.occurred_at,
+            "occurred_at": stored_time(referral.occurred_at),
             "status": "pending",
         }
-        self.referrals[referral.referee_id] = document
-        self.new_referrals.append(document)
 
     def on_command(self, item: Inbound, command: LoyaltyCommand) -> None:
-        if command.customer_id in self.erased:
+        account = self.account(command.customer_id)
+        if account.erased:
             raise LoyaltyRuleBroken(f"customer {command.customer_id} was erased")
         entry = self.entry(
             command_entry_id(command.command_id),
@@ -358,17 +356,24 @@ class BatchWalk:
             command.store_id,
             command.occurred_at,
         )
-        self.evaluate(
-            command.customer_id, Evaluation("joined", command.occurred_at, command.event_id)
-        )
-        if command.action == "deduct":
-            self.deductions.append((item, entry))
-        elif entry.points > 0:
-            self.entries.append(entry)
+        account.evaluate(Evaluation("joined", command.occurred_at, command.event_id), self.policy)
+        if entry.entry_id in self.counted:
+            return
+        if command.action == "deduct" and account.balance < -entry.points:
+            self.rejections.append(
+                Rejection(
+                    item.delivery,
+                    f"cannot deduct {-entry.points} points from {entry.customer_id}: insufficient",
+                )
+            )
+            return
+        if entry.points != 0:
+            account.post(entry)
+            self.counted.add(entry.entry_id)
 
 
 def customers_of(event: object) -> list[str]:
-    """The customers an event may touch (for reading their state up front)."""
+    """The customers an event names (their accounts are read before anything else)."""
     if isinstance(event, Referral):
         return [event.referee_id, event.referrer_id]
     customer_id = getattr(event, "customer_id", None)
@@ -376,80 +381,122 @@ def customers_of(event: object) -> list[str]:
 
 
 async def start_walk(
-    store: LoyaltyStore, policy: LoyaltyPolicy, batch: Sequence[Inbound], now: datetime
+    store: LoyaltyStore,
+    changes: AccountChanges,
+    policy: LoyaltyPolicy,
+    batch: Sequence[Inbound],
+    now: datetime,
 ) -> BatchWalk:
-    """Read, in a few queries, everything the batch's events need to know."""
-    customers = sorted({c for item in batch for c in customers_of(item.event)})
-    order_ids = sorted(
-        {item.event.order_id for item in batch if isinstance(item.event, Purchase | Return)}
+    """Read, by id, everything the batch's events need to know.
+
+    Accounts first, then what depends on them: a fact read after its account is
+    at least as new as the account, so a change claimed on that account version
+    never counts it twice. A fact newer than its account (the change that wrote
+    it died before writing the account) is rolled forward first (``changes.py``).
+    """
+    for _ in range(MAX_ATTEMPTS):
+        walk, behind = await _read_walk(store, policy, batch, now)
+        if not behind:
+            return walk
+        await changes.storage.each_concurrently(
+            behind.items(), lambda item: changes.roll_forward(item[0], item[1])
+        )
+    raise RuntimeError("accounts of this batch kept changing while they were read")
+
+
+async def _read_walk(
+    store: LoyaltyStore, policy: LoyaltyPolicy, batch: Sequence[Inbound], now: datetime
+) -> tuple[BatchWalk, dict[str, int]]:
+    """The walk's state, and the accounts found older than a fact read after them."""
+    events = [item.event for item in batch]
+    customers = {c for e in events for c in customers_of(e)}
+    accounts = await store.accounts(customers)
+    order_ids = {e.order_id for e in events if isinstance(e, Purchase | Return)}
+    commands = {command_entry_id(e.command_id) for e in events if isinstance(e, LoyaltyCommand)}
+    purchases = {e.event_id for e in events if isinstance(e, Purchase)}
+    referrers = {
+        a.referral["referrer_id"]
+        for a in accounts.values()
+        if a.referral is not None and _may_reward(a, purchases)
+    } - customers
+    order_docs, referrer_accounts, counted = await asyncio.gather(
+        store.orders(order_ids), store.accounts(referrers), store.entries_present(commands)
     )
-    moments = [
-        item.event.occurred_at for item in batch if isinstance(item.event, Purchase | Return)
-    ]
-    since = add_months(min(moments, default=now), -policy.qualifying_window_months)
-    orders = {
-        d["_id"]: KnownOrder.from_document(d) for d in await store.orders_of(customers, since)
+    accounts.update(referrer_accounts)
+    # A return may name only its order: read the owner's account, then the order again.
+    owners = {doc["customer_id"] for doc in order_docs.values()} - set(accounts)
+    if owners:
+        accounts.update(await store.accounts(owners))
+        order_docs.update(
+            await store.orders(o for o, d in order_docs.items() if d["customer_id"] in owners)
+        )
+    rewards = {
+        referral_entry_id(a.customer_id, "referrer")
+        for a in accounts.values()
+        if _may_reward(a, purchases)
     }
-    for doc in await store.orders_by_id(o for o in order_ids if o not in orders):
-        orders[doc["_id"]] = KnownOrder.from_document(doc)
-    return BatchWalk(
+    if rewards:
+        counted.update(await store.entries_present(rewards))
+    facts = [
+        *((d["customer_id"], _order_version(d)) for d in order_docs.values()),
+        *((d["customer_id"], int(d.get("version", 0))) for d in counted.values()),
+    ]
+    behind: dict[str, int] = {}
+    for customer_id, version in facts:
+        account = accounts.get(customer_id)
+        at = account.version if account is not None else 0
+        if version > at:
+            behind[customer_id] = at
+    walk = BatchWalk(
         policy=policy,
         now=now,
-        accounts=await store.accounts_of(customers),
-        orders=orders,
-        referrals=await store.referrals_of(customers),
+        accounts=accounts,
+        orders={o: KnownOrder.from_document(d) for o, d in order_docs.items()},
+        counted=set(counted),
+    )
+    return walk, behind
+
+
+def _may_reward(account: LoyaltyAccount, purchases: set[str]) -> bool:
+    """True when a purchase of the batch may pay (or finish paying) this referee's referral."""
+    referral = account.referral
+    return referral is not None and (
+        referral["status"] == "pending" or referral.get("rewarded_by") in purchases
+    )
+
+
+def _order_version(doc: Document) -> int:
+    """The newest change an order's document shows: its recording or its last return."""
+    return max(
+        [int(doc.get("version", 0)), *(int(r.get("version", 0)) for r in doc.get("returns", []))]
     )
 
 
 def on_batch(
-    store: LoyaltyStore, accounts: Accounts, policy: LoyaltyPolicy, clock: Clock
+    store: LoyaltyStore,
+    changes: AccountChanges,
+    policy: LoyaltyPolicy,
+    clock: Clock,
+    wall: Clock,
 ) -> BatchHandler:
-    """The batch handler: earn, reverse, refer, adjust; then settle the touched accounts."""
+    """The batch handler: earn, reverse, refer, adjust; one claimed change per account."""
 
     async def handle(batch: Sequence[Inbound]) -> Sequence[Rejection]:
-        now = clock.now()
-        walk = await start_walk(store, policy, batch, now)
-        rejections: list[Rejection] = []
-        for item in batch:
-            event = item.event
-            try:
-                if isinstance(event, Purchase):
-                    walk.on_purchase(event)
-                elif isinstance(event, Return):
-                    walk.on_return(event)
-                elif isinstance(event, CustomerChange):
-                    walk.on_customer_change(event)
-                elif isinstance(event, CustomerChanged):
-                    walk.on_profile_change(event)
-                elif isinstance(event, Referral):
-                    walk.on_referral(event)
-                elif isinstance(event, LoyaltyCommand):
-                    walk.on_command(item, event)
-            except LoyaltyRuleBroken as broken:
-                rejections.append(Rejection(item.delivery, str(broken)))
-
-        # Facts before their consequences: orders and referrals, then the entries they cause.
-        await store.record_orders(walk.new_orders)
-        await store.record_returns(walk.new_returns)
-        await store.record_referrals(walk.new_referrals)
-        await store.record_entries(walk.entries)
-        await store.mark_referrals_rewarded(walk.rewarded)
-        await store.record_walk_ins(walk.walk_ins, now)
-        orders_by_customer: dict[str, list[OrderFacts]] = {c: [] for c in walk.work}
-        for order in walk.orders.values():
-            if order.facts.customer_id in orders_by_customer:
-                orders_by_customer[order.facts.customer_id].append(order.facts)
-        await accounts.settle(walk.work, now, orders=orders_by_customer)
-
-        for item, entry in walk.deductions:
-            outcome = await accounts.debit(entry, require_spendable=True, now=now)
-            if outcome in ("insufficient", "no_account"):
-                rejections.append(
-                    Rejection(
-                        item.delivery,
-                        f"cannot deduct {-entry.points} points from {entry.customer_id}: {outcome}",
-                    )
-                )
-        return rejections
+        for _ in range(MAX_ATTEMPTS):
+            now = clock.now()
+            walk = await start_walk(store, changes, policy, batch, now)
+            rejections = walk.run(batch)
+            await store.record_walk_ins(walk.walk_ins, now, stats_bucket(wall.now()))
+            pending = [
+                change
+                for account in walk.accounts.values()
+                if (change := changes.change_of(account, now)) is not None
+            ]
+            won = await changes.commit(pending)
+            if len(won) == len(pending):
+                return rejections
+            # Another writer moved some account first: finish its change, walk again.
+            await changes.roll_forward_losers(pending, won)
+        raise RuntimeError("accounts of this batch kept changing while it was written")
 
     return handle

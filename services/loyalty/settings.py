@@ -17,3 +17,4 @@ class LoyaltySettings(AuthSettings):
     expiry_every_seconds: float = Field(3600.0, gt=0)
     tier_evaluation_every_seconds: float = Field(3600.0, gt=0)
     outbox_every_seconds: float = Field(10.0, gt=0)
+    figures_every_seconds: float = Field(5.0, gt=0)

@@ -1,24 +1,22 @@
-"""Pure tier rules: qualifying figures over a rolling window, upgrades and downgrades."""
+"""Pure tier rules: qualifying figures over a rolling window, upgrades and downgrades.
+
+"The last 12 months" at a moment ``at`` are ``window_start(at) < t <= at``: the same
+moment ``qualifying_window_months`` earlier (``shared.clock.add_months``; with the
+default 12, ``year_before``), taken in UTC so that the same instant gives the same
+window whatever offset an event carried.
+"""
 
 from __future__ import annotations
 
-import calendar
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 from typing import Literal
 
 from services.loyalty.policy import LoyaltyPolicy
 from services.loyalty.rules import from_minor
-
-
-def add_months(at: datetime, months: int) -> datetime:
-    """The same wall-clock moment ``months`` later (or earlier); the day is clamped to the month."""
-    index = at.year * 12 + (at.month - 1) + months
-    year, month = divmod(index, 12)
-    day = min(at.day, calendar.monthrange(year, month + 1)[1])
-    return at.replace(year=year, month=month + 1, day=day)
+from shared.clock import add_months
 
 
 @dataclass(frozen=True)
@@ -58,18 +56,101 @@ class Figures:
         return from_minor(self.spend_minor)
 
 
+def window_start(at: datetime, policy: LoyaltyPolicy) -> datetime:
+    """Where the qualifying window ending at ``at`` begins (exclusive)."""
+    return add_months(at.astimezone(UTC), -policy.qualifying_window_months)
+
+
+def counts_at(order: OrderFacts, at: datetime, policy: LoyaltyPolicy) -> bool:
+    """True when the order lies in the window ending at ``at``."""
+    return window_start(at, policy) < order.occurred_at <= at
+
+
+def leaves_window_at(occurred_at: datetime, policy: LoyaltyPolicy) -> datetime:
+    """The first moment at which an order of ``occurred_at`` no longer counts.
+
+    The same moment ``qualifying_window_months`` later, unless that lands on a
+    shorter month's last day (31 January + 1 month, 29 February + 12): then the
+    order still counts all that day and leaves at the next midnight (UTC).
+    """
+    moment = occurred_at.astimezone(UTC)
+    months = policy.qualifying_window_months
+    later = add_months(moment, months)
+    if add_months(later, -months) >= moment:
+        return later
+    return datetime.combine(later.date() + timedelta(days=1), time(0), tzinfo=UTC)
+
+
 def figures_at(orders: Iterable[OrderFacts], at: datetime, policy: LoyaltyPolicy) -> Figures:
     """Spend and orders in the rolling window ending at ``at`` (fully returned orders: none)."""
-    start = add_months(at, -policy.qualifying_window_months)
     spend = 0
     count = 0
     for order in orders:
-        if start < order.occurred_at <= at:
+        if counts_at(order, at, policy):
             net = order.net_minor(at)
             if net > 0:
                 spend += net
                 count += 1
     return Figures(spend, count)
+
+
+def still_counting(
+    orders: Iterable[OrderFacts], evaluated_until: datetime | None, policy: LoyaltyPolicy
+) -> list[OrderFacts]:
+    """The orders that can still count at some moment from ``evaluated_until`` on.
+
+    Tiers are never judged before a moment already evaluated, so an order that
+    left the window ending there can never count again.
+    """
+    if evaluated_until is None:
+        return list(orders)
+    start = window_start(evaluated_until, policy)
+    return [o for o in orders if o.occurred_at > start]
+
+
+def first_short_moment(
+    orders: Sequence[OrderFacts], tier: str, since: datetime, policy: LoyaltyPolicy
+) -> datetime | None:
+    """The first moment from ``since`` on when the figures no longer support ``tier``.
+
+    Figures change only when an order enters or leaves the window or a refund
+    takes effect, so those moments are walked in time order, each order's share
+    updated as it changes. None for the entry tier (nothing lies below it).
+    """
+    rank = policy.tier_rank(tier)
+    if rank == 0:
+        return None
+
+    def share(order: OrderFacts, at: datetime) -> int:
+        return max(order.net_minor(at), 0) if counts_at(order, at, policy) else 0
+
+    def short(spend: int, count: int) -> bool:
+        return policy.tier_rank(supported_tier(Figures(spend, count), policy)) < rank
+
+    changes: dict[datetime, list[OrderFacts]] = {}
+    for order in orders:
+        moments = (
+            order.occurred_at,
+            leaves_window_at(order.occurred_at, policy),
+            *(r.at for r in order.refunds),
+        )
+        for moment in moments:
+            if moment > since:
+                changes.setdefault(moment, []).append(order)
+    shares = {o.order_id: share(o, since) for o in orders}
+    spend = sum(shares.values())
+    count = sum(1 for s in shares.values() if s > 0)
+    if short(spend, count):
+        return since
+    for moment in sorted(changes):
+        for order in changes[moment]:
+            old, new = shares[order.order_id], share(order, moment)
+            shares[order.order_id] = new
+            spend += new - old
+            count += int(new > 0) - int(old > 0)
+        if short(spend, count):
+            return moment
+    return None
 
 
 def supported_tier(figures: Figures, policy: LoyaltyPolicy) -> str:

@@ -25,13 +25,13 @@ from services.loyalty.tiers import (
     Figures,
     OrderFacts,
     Refund,
-    add_months,
     figures_at,
     progress_to_next,
     scheduled_tier,
     supported_tier,
     tiers_through,
 )
+from shared.clock import add_months
 from shared.contracts import Purchase, PurchaseLine, Referral
 from shared.policy import PolicyError
 from tests.factories import CHINA, purchase
