@@ -98,7 +98,12 @@ class DueCursor:
         return self.buckets.keys_after(await self.settled(), now, first=now)
 
     async def settle(self, now: datetime) -> None:
-        """Mark done every bucket that ended more than ``grace`` ago (never moves back)."""
+        """Mark done every bucket that ended more than ``grace`` ago.
+
+        ``$max`` keeps the cursor from moving back on MongoDB; on FerretDB two instances
+        settling at once may leave the smaller of their values, which only means the next
+        run reads a bucket again (runs are idempotent), never that one is skipped.
+        """
         done = self.buckets.key(now - self.grace - self.buckets.width)
         await self._storage[CURSORS].update_one(
             {"_id": self.name}, {"$max": {"settled": done}}, upsert=True

@@ -175,6 +175,7 @@ class Storage:
     ) -> None:
         self.db = db
         self._kind = kind
+        self._concurrency = lookup_concurrency
         self._lookups = asyncio.Semaphore(lookup_concurrency)
 
     def __getitem__(self, name: str) -> AsyncCollection[Document]:
@@ -232,10 +233,15 @@ class Storage:
     async def each_concurrently(
         self, items: Iterable[T], operation: Callable[[T], Awaitable[Any]]
     ) -> list[Any]:
-        """Run ``operation`` on every item, as many at once as this storage allows."""
+        """Run ``operation`` on every item, at most ``lookup_concurrency`` at once.
+
+        The bound is this call's own: ``operation`` may itself use this storage's
+        lookups (which share one bound) without waiting on its own callers.
+        """
+        running = asyncio.Semaphore(self._concurrency)
 
         async def bounded(item: T) -> Any:
-            async with self._lookups:
+            async with running:
                 return await operation(item)
 
         return list(await asyncio.gather(*(bounded(i) for i in items)))
@@ -388,6 +394,7 @@ class CommandLog(monitoring.CommandListener):
 
     def __init__(self) -> None:
         self.counts: Counter[str] = Counter()
+        self.by_collection: Counter[tuple[str, str]] = Counter()
         self.filters: list[tuple[str, str, Document]] = []
 
     def started(self, event: monitoring.CommandStartedEvent) -> None:
@@ -398,6 +405,7 @@ class CommandLog(monitoring.CommandListener):
         self.counts[name] += 1
         command = event.command
         collection = str(command.get(name, ""))
+        self.by_collection[(name, collection)] += 1
         selections: list[Any] = []
         if name in ("find", "count", "findAndModify"):
             selections = [command.get("filter", command.get("query"))]
@@ -437,6 +445,7 @@ class CommandLog(monitoring.CommandListener):
     def clear(self) -> None:
         """Forget what was recorded."""
         self.counts.clear()
+        self.by_collection.clear()
         self.filters.clear()
 
 

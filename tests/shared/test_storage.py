@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from pymongo import AsyncMongoClient, UpdateOne
 from pymongo.errors import DuplicateKeyError
@@ -166,7 +168,23 @@ async def test_the_command_log_counts_round_trips_and_finds_scans(
         await storage.db["orders"].find_one({"customer_id": {"$in": ["C"]}})
         await storage.update_each("orders", [Update({"_id": "O1"}, {"$set": {"x": 1}})])
         assert log.counts["find"] == 3 and log.counts["update"] == 1
+        assert log.by_collection[("find", "orders")] == 3
         scans = log.scans(indexed_fields(specs))
         assert [(name, collection) for name, collection, _, _ in scans] == [("find", "orders")]
     finally:
         await client.close()
+
+
+async def test_operations_run_side_by_side_may_use_the_storage_themselves(
+    mongo: AsyncMongoClient[Document], database_name: str
+) -> None:
+    # Each operation does lookups of its own: a bound shared with them would deadlock.
+    storage = Storage(mongo[database_name], kind=ServerKind.FERRETDB, lookup_concurrency=2)
+    await storage.db["tickets"].insert_many([{"_id": f"T{n}", "n": n} for n in range(10)])
+
+    async def pair(n: int) -> int:
+        found = await storage.fetch_by_ids("tickets", [f"T{n}", f"T{(n + 1) % 10}"])
+        return sum(doc["n"] for doc in found.values())
+
+    sums = await asyncio.wait_for(storage.each_concurrently(range(10), pair), timeout=30)
+    assert sums == [n + (n + 1) % 10 for n in range(10)]
