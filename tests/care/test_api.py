@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
+import httpx
 import pytest
+from fastapi import FastAPI
 
+from services.care.api import care_router
+from services.care.templates import load_templates
+from shared.auth import issue_token
+from shared.clock import FixedClock
 from shared.contracts import CRM_CUSTOMERS, POS_PURCHASES
-from tests.care.conftest import RunningCare
+from tests.care.conftest import SECRET, TOKENS_ISSUED_AT, RunningCare
 from tests.care.events import CHINA, registration
+from tests.care.harness import harness
 from tests.care.test_service import BOUGHT_AT, feed
 from tests.factories import purchase
 
@@ -89,3 +96,72 @@ async def test_staff_work_their_tasks_record_outcomes_and_are_counted(care: Runn
         "contacts": {"follow_up_needed": 1, "total": 1},
     }
     assert set(per_store) == {"SH001", "BJ001"}
+
+
+async def test_every_route_is_index_served_and_stats_come_from_the_counters(
+    infra: dict[str, str], prefix: str, database_name: str
+) -> None:
+    clock = FixedClock(BOUGHT_AT)
+    async with harness(infra, prefix, database_name, clock) as h:
+        await h.deliver(
+            [registration(f"C{n}", at=BOUGHT_AT) for n in range(30)]
+            + [purchase(f"pos-{n}", customer_id=f"C{n}", at=BOUGHT_AT) for n in range(30)]
+        )
+        clock.set(datetime(2026, 11, 29, 10, 0, tzinfo=CHINA))
+        assert (await h.dispatcher.run_once()).sent == 30
+        app = FastAPI()
+        app.include_router(
+            care_router(h.store, h.counter, h.policy, load_templates(None, h.policy), clock, SECRET)
+        )
+        hq = issue_token(
+            SECRET,
+            subject="hq-1",
+            role="head_office",
+            stores=set(),
+            now=TOKENS_ISSUED_AT,
+            lifetime=timedelta(days=365 * 3),
+        )
+        staff = issue_token(
+            SECRET,
+            subject="SH001-S07",
+            role="store_staff",
+            stores={"SH001", "SH002"},
+            now=TOKENS_ISSUED_AT,
+            lifetime=timedelta(days=365 * 3),
+        )
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://care") as client:
+            for token in (hq, staff):
+                auth = {"Authorization": f"Bearer {token}"}
+                for url in (
+                    "/tasks",
+                    "/tasks?status=reached",
+                    "/tasks?store_id=SH001&staff_id=SH001-S07",
+                    "/customers/C1/outreach",
+                    "/outreach/preview?days=7",
+                    "/outreach/preview?days=30&store_id=SH001",
+                    "/stats/staff?period=2026-11",
+                    "/stats/staff?period=2026",
+                    "/stats/stores?period=2026-11",
+                    "/stats/stores?period=2026",
+                ):
+                    h.log.clear()
+                    response = await client.get(url, headers=auth)
+                    assert response.status_code == 200, (url, response.text)
+                    assert h.scans() == [], url
+            auth = {"Authorization": f"Bearer {hq}"}
+            h.log.clear()
+            task = "C1:purchase_callback:SH001-pos-1"
+            outcome = {"outcome": "follow_up_needed", "follow_up_on": "2026-12-02"}
+            recorded = await client.post(f"/tasks/{task}/outcome", json=outcome, headers=auth)
+            assert recorded.status_code == 200, recorded.text
+            assert h.scans() == []
+            h.log.clear()
+            stats = (await client.get("/stats")).json()
+            assert h.scans() == [] and h.log.total() == 1
+        assert stats == await h.from_scratch()
+        assert (stats["outreach_sent"], stats["tasks_open"], stats["contacts_recorded"]) == (
+            30,
+            29,
+            1,
+        )
