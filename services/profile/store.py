@@ -62,7 +62,12 @@ def segment_slot(customer_id: str) -> int:
 
 
 def to_document(
-    customer: Customer, *, write_id: str, now: datetime, due_buckets: DueBuckets = DUE_BUCKETS
+    customer: Customer,
+    *,
+    write_id: str,
+    now: datetime,
+    due_buckets: DueBuckets = DUE_BUCKETS,
+    tally_buckets: DueBuckets = TALLY_BUCKETS,
 ) -> Document:
     """The stored form of a record at its next version, with the keys it is found by."""
     segments = customer.segments()
@@ -99,7 +104,7 @@ def to_document(
         if customer.next_change_at is not None and active
         else None,
         "tallies": tally_keys(customer),
-        "tally_bucket": TALLY_BUCKETS.key(now),
+        "tally_bucket": tally_buckets.key(now),
         "published": customer.published,
         "processed": customer.processed,
         "outbox": customer.outbox,
@@ -187,11 +192,18 @@ class AuditEntry:
 class ProfileStore:
     """Reads and version-checked writes of the profile database, all by indexed equality."""
 
-    def __init__(self, storage: Storage, *, due_buckets: DueBuckets = DUE_BUCKETS) -> None:
+    def __init__(
+        self,
+        storage: Storage,
+        *,
+        due_buckets: DueBuckets = DUE_BUCKETS,
+        tally_buckets: DueBuckets = TALLY_BUCKETS,
+    ) -> None:
         self.storage = storage
         self.customers = storage[CUSTOMERS]
         self.audit = storage[AUDIT]
         self.due_buckets = due_buckets
+        self.tally_buckets = tally_buckets
         self.due_cursor = DueCursor(storage, "classify_due", due_buckets)
         self.intent_cursor = DueCursor(storage, "publication_intents", INTENT_BUCKETS)
         self._closed_intents: dict[str, None] = {}
@@ -219,7 +231,13 @@ class ProfileStore:
             return set()
         updates = []
         for customer in customers:
-            doc = to_document(customer, write_id=write_id, now=now, due_buckets=self.due_buckets)
+            doc = to_document(
+                customer,
+                write_id=write_id,
+                now=now,
+                due_buckets=self.due_buckets,
+                tally_buckets=self.tally_buckets,
+            )
             if customer.version == 0:
                 # A new record: inserted only if still absent (another writer may have won).
                 updates.append(Update({"_id": customer.customer_id}, {"$setOnInsert": doc}, True))
@@ -398,7 +416,7 @@ class ProfileStore:
     async def append_audit(self, entries: Sequence[AuditEntry], now: datetime) -> None:
         """Append audit entries (never updated or deleted by the service)."""
         if entries:
-            bucket = TALLY_BUCKETS.key(now)
+            bucket = self.tally_buckets.key(now)
             await self.audit.insert_many([e.to_document(bucket) for e in entries])
 
     async def audit_of(self, customer_id: str) -> list[Document]:

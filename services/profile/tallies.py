@@ -49,6 +49,8 @@ AUDIT_ENTRIES = "audit_entries"
 TALLY_BUCKETS = DueBuckets(timedelta(minutes=1))
 FOLD_GRACE = timedelta(minutes=2)
 """A minute is folded this long after it ended: a write takes milliseconds, not minutes."""
+MAX_BUCKETS_PER_FOLD = 1440
+"""Minutes one fold reads at most (after a long stop, the next runs catch up the rest)."""
 MAX_PENDING = 200_000
 """Own changes remembered between folds, at most (beyond, the oldest count from the fold)."""
 
@@ -238,24 +240,26 @@ class Tallies:
         seq = int(summary["seq"])
         settled = str(summary["folded_through"])
         keys = self.buckets.keys_after(settled, now - self.grace - self.buckets.width, first=now)
+        keys = keys[:MAX_BUCKETS_PER_FOLD]
         unfinished = {doc["_id"]: doc async for doc in self.storage[MEMBERS].find({"seq": seq + 1})}
         result.read += len(unfinished)
         if not keys and not unfinished:
             result.written += await self._copy_bands(summary)
             result.folded_through = settled
             return result
-        for key in keys:
-            found = [
-                doc
-                async for doc in self.storage[self._customers].find(
-                    {"tally_bucket": key},
-                    {"tallies": 1, "status": 1, "spend_12m_minor": 1, "classes": 1},
-                )
-            ]
-            result.records += found
-        audited = 0
-        for key in keys:
-            audited += await self.storage[self._audit].count_documents({"tally_bucket": key})
+        found = await self.storage.find_by_values(
+            self._customers,
+            "tally_bucket",
+            keys,
+            projection={"tallies": 1, "status": 1, "spend_12m_minor": 1, "classes": 1},
+        )
+        result.records = found
+        audit = self.storage[self._audit]
+        audited = sum(
+            await self.storage.each_concurrently(
+                keys, lambda key: audit.count_documents({"tally_bucket": key})
+            )
+        )
         members = await self.storage.fetch_by_ids(
             MEMBERS, [r["_id"] for r in result.records if r["_id"] not in unfinished]
         )
@@ -308,7 +312,7 @@ class Tallies:
         copy = await self.storage[SUMMARY].find_one({"_id": BANDS_ID}, {"seq": 1})
         if copy is not None and copy.get("seq") == summary["seq"]:
             return 0
-        bands = [[k, n] for k, n in summary["counts"] if str(k).startswith(BAND)]
+        bands = [c for c in summary["counts"] if str(c["k"]).startswith(BAND)]
         await self.storage[SUMMARY].replace_one(
             {"_id": BANDS_ID},
             {
@@ -323,9 +327,9 @@ class Tallies:
 
 
 def _counts(doc: Mapping[str, Any] | None) -> dict[str, int]:
-    # Stored as [key, n] pairs: keys hold store ids, which may contain dots.
-    return {str(k): int(n) for k, n in (doc or {}).get("counts", [])}
+    # Stored as a list of {k, n}: keys hold store ids, which may contain dots.
+    return {str(c["k"]): int(c["n"]) for c in (doc or {}).get("counts", [])}
 
 
-def _as_pairs(counts: Mapping[str, int]) -> list[list[Any]]:
-    return [[k, n] for k, n in sorted(counts.items())]
+def _as_pairs(counts: Mapping[str, int]) -> list[dict[str, Any]]:
+    return [{"k": k, "n": n} for k, n in sorted(counts.items())]

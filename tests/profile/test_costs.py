@@ -1,0 +1,404 @@
+"""What profile's hot path, jobs and routes cost, on the real database, counted by CommandLog.
+
+Costs must not grow with history: a batch sends a bounded number of commands (a lookup
+per customer, a write per changed record, a constant), every query is an equality on an
+indexed field (FerretDB would read a whole collection for anything else), jobs read what
+is due or changed, and the counts kept by the fold equal a recount from scratch.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import pytest
+from prometheus_client import CollectorRegistry
+from pymongo import AsyncMongoClient
+
+from services.profile.app import vault_from
+from services.profile.cleaning import clean_fields
+from services.profile.customer import Customer, register
+from services.profile.distribution import band_of, banded_thresholds
+from services.profile.erasure import erase_customer, merge_customers
+from services.profile.handlers import SUBSCRIBED_TOPICS, on_batch
+from services.profile.jobs import classify_due
+from services.profile.leases import Leases
+from services.profile.policy import ProfilePolicy
+from services.profile.records import Change, CustomerRecords, Mutation
+from services.profile.settings import ProfileSettings
+from services.profile.store import (
+    AUDIT,
+    CUSTOMERS,
+    INDEXES,
+    SHARED_PHONES,
+    AuditEntry,
+    ProfileStore,
+    from_document,
+)
+from services.profile.tallies import AUDIT_ENTRIES, Document, Tallies, bands_of, moved, tally_keys
+from services.profile.views import ProfileViews
+from shared.auth import Principal
+from shared.clock import FixedClock
+from shared.contracts import (
+    POS_PURCHASES,
+    PROFILE_CUSTOMER_CHANGED,
+    ContractError,
+    Referral,
+    decode,
+    dlq_topic,
+)
+from shared.messaging import BatchProcessor, ConsumerMetrics, Delivery, EventPublisher, make_broker
+from shared.schedule import DueBuckets
+from shared.storage import CommandLog, Storage, ensure_indexes, indexed_fields, mongo_client
+from tests.factories import purchase
+from tests.profile.conftest import NOW
+from tests.profile.events import registration
+from tools.samplechain import generate_chain
+from tools.topics import create_topics
+
+pytestmark = pytest.mark.integration
+
+HEAD_OFFICE = Principal("hq", "head_office")
+INDEXED = indexed_fields(INDEXES)
+
+
+@dataclass
+class Instance:
+    """A profile instance on a client whose every command is logged."""
+
+    log: CommandLog
+    clock: FixedClock
+    storage: Storage
+    records: CustomerRecords
+    leases: Leases
+    processor: BatchProcessor
+    publisher: EventPublisher
+
+    @property
+    def tallies(self) -> Tallies:
+        return self.records.tallies
+
+    async def feed(self, deliveries: Sequence[Delivery], size: int) -> list[tuple[int, int]]:
+        """Process in batches, a minute apart; (distinct customers, commands) per batch."""
+        costs = []
+        for start in range(0, len(deliveries), size):
+            batch = deliveries[start : start + size]
+            self.log.clear()
+            await self.processor.process(batch)
+            costs.append((len(customers_in(batch)), self.log.total()))
+            self.clock.advance(timedelta(minutes=1))
+        return costs
+
+    def fresh_tallies(self) -> Tallies:
+        """The counts as another instance (no own changes remembered) sees them."""
+        return Tallies(self.storage, self.records.policy, customers=CUSTOMERS, audit=AUDIT)
+
+
+def customers_in(batch: Sequence[Delivery]) -> set[str]:
+    ids: set[str] = set()
+    for delivery in batch:
+        try:
+            event = decode(delivery.topic, delivery.value)
+        except ContractError:
+            continue
+        if isinstance(event, Referral):
+            ids |= {event.referee_id, event.referrer_id}
+        elif isinstance(cid := getattr(event, "customer_id", None), str):
+            ids.add(cid)
+    return ids
+
+
+def chain(customers: int, seed: int = 11) -> list[Delivery]:
+    names = {t.name for t in SUBSCRIBED_TOPICS}
+    records = [r for r in generate_chain(seed, customers=customers).records if r.topic in names]
+    return [
+        Delivery(r.topic, 0, n, r.key.encode() if r.key else None, r.value)
+        for n, r in enumerate(records)
+    ]
+
+
+def purchases_of(customer_ids: Sequence[str], tag: str) -> list[Delivery]:
+    return [
+        Delivery(
+            POS_PURCHASES.name,
+            0,
+            n,
+            cid.encode(),
+            purchase(f"{tag}-{cid}", customer_id=cid, total="88.00", at=NOW).to_bytes(),
+        )
+        for n, cid in enumerate(customer_ids)
+    ]
+
+
+async def open_instance(
+    infra: dict[str, str], prefix: str, database: str, *, due_buckets: DueBuckets | None = None
+) -> tuple[Instance, AsyncMongoClient[Document], object]:
+    await create_topics(
+        infra["kafka"], [PROFILE_CUSTOMER_CHANGED, dlq_topic("profile")], prefix=prefix
+    )
+    broker = make_broker(infra["kafka"], client_id="huitou-tests")
+    await broker.connect()
+    log = CommandLog()
+    client = mongo_client(infra["mongo"], app_name="huitou-tests", listeners=[log])
+    storage = Storage(client[database])
+    await ensure_indexes(storage.db, INDEXES)
+    clock = FixedClock(NOW)
+    policy = ProfilePolicy()
+    if due_buckets is None:
+        store = ProfileStore(storage)
+        tallies = Tallies(storage, policy, customers=CUSTOMERS, audit=AUDIT)
+    else:  # coarse buckets, for tests that move the clock by months
+        store = ProfileStore(storage, due_buckets=due_buckets, tally_buckets=due_buckets)
+        tallies = Tallies(storage, policy, customers=CUSTOMERS, audit=AUDIT, buckets=due_buckets)
+    publisher = EventPublisher(broker, topic_prefix=prefix)
+    records = CustomerRecords(
+        store, tallies, publisher, vault_from(ProfileSettings()), policy, clock
+    )
+    await records.open(clock.now())
+    processor = BatchProcessor(
+        service="profile",
+        handle=on_batch(records),
+        publisher=publisher,
+        metrics=ConsumerMetrics("profile", CollectorRegistry()),
+        clock=clock,
+    )
+    instance = Instance(log, clock, storage, records, Leases(storage), processor, publisher)
+    return instance, client, broker
+
+
+@pytest.fixture
+async def instance(
+    infra: dict[str, str], prefix: str, database_name: str
+) -> AsyncIterator[Instance]:
+    opened, client, broker = await open_instance(infra, prefix, database_name)
+    try:
+        yield opened
+    finally:
+        await client.close()
+        await broker.stop()  # type: ignore[attr-defined]
+
+
+async def all_ids(storage: Storage) -> list[str]:
+    return sorted([doc["_id"] async for doc in storage[CUSTOMERS].find({}, {"_id": 1})])
+
+
+async def recount(storage: Storage, policy: ProfilePolicy) -> dict[str, int]:
+    """Every count from scratch: each record's keys recomputed from the record itself."""
+    counts: dict[str, int] = {}
+    async for doc in storage[CUSTOMERS].find({}):
+        customer = from_document(doc)
+        assert doc["tallies"] == tally_keys(customer)
+        moved(counts, tally_keys(customer), +1)
+    moved(counts, [AUDIT_ENTRIES], await storage[AUDIT].count_documents({}))
+    return counts
+
+
+async def test_a_batch_costs_the_same_early_and_late_in_history_and_no_query_scans(
+    instance: Instance,
+) -> None:
+    deliveries = chain(300)
+    fifth = len(deliveries) // 5
+    early = await instance.feed(deliveries[:fifth], 200)
+    known = await all_ids(instance.storage)
+    assert len(known) >= 120
+    instance.log.clear()
+    await instance.processor.process(purchases_of(known[:40], "early"))
+    early_probe = Counter(instance.log.counts)
+    late = await instance.feed(deliveries[fifth:], 200)
+    instance.log.clear()
+    await instance.processor.process(purchases_of(known[40:80], "late"))
+    late_probe = Counter(instance.log.counts)
+
+    # 40 customers: a lookup each, the spend bands, a write each, an intent opened and closed.
+    for probe in (early_probe, late_probe):
+        assert probe["find"] <= 40 + 1
+        assert probe["update"] <= 40
+        assert probe["insert"] <= 1 and probe["delete"] <= 1
+        assert sum(probe.values()) <= 83
+    assert abs(sum(late_probe.values()) - sum(early_probe.values())) <= 2
+    # Whole chain: at most a lookup, a write and two phone checks per customer, plus a constant.
+    for customers, commands in early + late:
+        assert commands <= 4 * customers + 6, (customers, commands)
+    assert instance.log.scans(INDEXED) == []
+
+
+async def test_the_kept_counts_equal_a_recount_also_after_a_fold_that_stopped_halfway(
+    instance: Instance,
+) -> None:
+    class StopsBeforeTheSummary(Tallies):
+        async def _save_summary(self, summary: Document) -> None:
+            raise ConnectionError("instance stopped")
+
+    deliveries = chain(120, seed=5)
+    third = len(deliveries) // 3
+    await instance.feed(deliveries[:third], 150)
+    instance.clock.advance(timedelta(minutes=3))
+    await instance.tallies.fold(instance.clock.now())
+    await instance.feed(deliveries[third : 2 * third], 150)
+    instance.clock.advance(timedelta(minutes=3))
+    stopping = StopsBeforeTheSummary(
+        instance.storage, instance.records.policy, customers=CUSTOMERS, audit=AUDIT
+    )
+    with pytest.raises(ConnectionError):
+        await stopping.fold(instance.clock.now())
+    await instance.feed(deliveries[2 * third :], 150)
+    ids = await all_ids(instance.storage)
+    await erase_customer(instance.records, ids[0])
+    await instance.records.apply([Change(ids[1], _refers_seven)])
+    await merge_customers(instance.records, ids[2], ids[3], force=True)
+    await instance.records.audit(
+        [AuditEntry("hq", "head_office", "read", ids[4], ["name"], False, None, NOW)] * 3
+    )
+
+    expected = await recount(instance.storage, instance.records.policy)
+    # This instance counts its own changes at once; another one sees them from the fold on.
+    assert await instance.tallies.counts() == expected
+    other = instance.fresh_tallies()
+    assert await other.counts() != expected
+    instance.clock.advance(timedelta(minutes=3))
+    await other.fold(instance.clock.now())
+    assert await other.counts() == expected
+    assert await instance.fresh_tallies().counts() == expected
+    assert expected["status:erased"] == 1 and expected["status:merged"] == 1
+
+    spends = [
+        doc["spend_12m_minor"]
+        async for doc in instance.storage[CUSTOMERS].find({"status": "active"})
+    ]
+    spends = [s for s in spends if s > 0]
+    policy = instance.records.policy
+    from_scratch = banded_thresholds(Counter(band_of(s) for s in spends), policy)  # type: ignore[arg-type]
+    assert await other.thresholds() == from_scratch
+    assert bands_of(expected) == Counter(band_of(s) for s in spends)
+
+
+async def test_jobs_read_what_is_due_or_changed_not_what_exists(instance: Instance) -> None:
+    await instance.feed(chain(400, seed=3), 250)
+    instance.clock.advance(timedelta(minutes=3))
+    first = await classify_due(instance.records, instance.leases, "job")
+    existing = await instance.storage[CUSTOMERS].count_documents({})
+    assert existing >= 380 and first.read > existing  # the first run folds everything
+
+    for _ in range(2):  # (the first run's own reclassifications are folded by the next)
+        instance.clock.advance(timedelta(minutes=3))
+        await classify_due(instance.records, instance.leases, "job")
+    instance.clock.advance(timedelta(minutes=3))
+    instance.log.clear()
+    idle = await classify_due(instance.records, instance.leases, "job")
+    assert idle.read <= 10 and idle.written <= 5, idle
+    assert instance.log.total() <= 40
+
+    ids = await all_ids(instance.storage)
+    await instance.processor.process(purchases_of(ids[:5], "later"))
+    instance.clock.advance(timedelta(minutes=3))
+    instance.log.clear()
+    after_five = await classify_due(instance.records, instance.leases, "job")
+    # Five changed records: their member counts, a few neighbours across a moved cut point.
+    assert after_five.read <= 60, after_five
+    assert instance.log.scans(INDEXED) == []
+
+
+async def test_time_alone_moves_classes_through_due_buckets(
+    infra: dict[str, str], prefix: str, database_name: str
+) -> None:
+    opened, client, broker = await open_instance(
+        infra, prefix, database_name, due_buckets=DueBuckets(timedelta(days=1))
+    )
+    try:
+        await opened.processor.process(
+            [
+                *purchases_of([f"C{n}" for n in range(30)], "once"),
+                Delivery("crm.customers.v1", 0, 99, b"C0", registration("reg-C0", "C0").to_bytes()),
+            ]
+        )
+        records, leases = opened.records, opened.leases
+        c0 = await records.store.load_one("C0")
+        assert c0 is not None and c0.classes["lifecycle"] == "new"
+        assert c0.next_change_at == NOW + timedelta(days=31)  # RFM recency: 30 days
+
+        async def advance_to(at: datetime) -> None:
+            opened.clock.set(at)
+            await classify_due(records, leases, "job")
+
+        await advance_to(NOW + timedelta(days=91))
+        review = await ProfileViews(records).contact_review(HEAD_OFFICE, 100)
+        assert [c["customer_id"] for c in review["customers"]] == ["C0"]
+        await advance_to(NOW + timedelta(days=181, minutes=1))
+        opened.log.clear()
+        await advance_to(NOW + timedelta(days=181, hours=2))
+        dormant = await records.store.load_one("C0")
+        assert dormant is not None and dormant.classes["lifecycle"] == "dormant"
+        year_on = NOW + timedelta(days=365)
+        await advance_to(year_on - timedelta(milliseconds=1))
+        still = await records.store.load_one("C0")
+        assert still is not None and still.spend_12m_minor == 8800
+        await advance_to(year_on)
+        gone = await records.store.load_one("C1")
+        assert gone is not None and gone.spend_12m_minor == 0
+        assert gone.classes["value_class"] == "none"
+        assert (await records.tallies.counts()).get("segment:value_class:none") == 30
+        await advance_to(NOW + timedelta(days=366, minutes=1))
+        lost = await records.store.load_one("C0")
+        assert lost is not None and lost.classes["lifecycle"] == "lost"
+        assert opened.log.scans(INDEXED) == []
+    finally:
+        await client.close()
+        await broker.stop()  # type: ignore[attr-defined]
+
+
+async def test_routes_read_counts_and_equalities_never_a_whole_collection(
+    instance: Instance,
+) -> None:
+    await instance.feed(chain(150, seed=9), 200)
+    records = instance.records
+    for n in range(2):
+        await records.apply(
+            [Change(f"D{n}", _registers(records, f"D{n}"))]
+        )  # two records, one phone
+    views = ProfileViews(records)
+    staff = Principal("s", "store_staff", frozenset({"SH001", "BJ002"}))
+    instance.log.clear()
+    figures = await views.head_office_figures()
+    counts = await views.counts(HEAD_OFFICE)
+    staff_counts = await views.counts(staff)
+    page = await views.segment_page(HEAD_OFFICE, "vip_class:regular", 1, 20)
+    second = await views.segment_page(HEAD_OFFICE, "vip_class:regular", 2, 20)
+    staff_page = await views.segment_page(staff, "vip_class:regular", 1, 20)
+    groups = await views.duplicate_groups(10)
+    await views.contact_review(HEAD_OFFICE, 50)
+    await records.store.load_one("D0")
+    await records.store.audit_of("D0")
+    scans = instance.log.scans(INDEXED)
+    # The one exception: the short list of phones noted as shared (unmerged duplicates).
+    assert {collection for _, collection, _, _ in scans} <= {SHARED_PHONES}
+
+    expected = await recount(instance.storage, records.policy)
+    assert figures["customers"] == expected["status:active"]
+    assert figures["registered"] == expected["registered"]
+    assert sum(counts["by_segment"].values()) == sum(
+        n for k, n in expected.items() if k.startswith("store_segment:")
+    )
+    assert set(staff_counts["by_store"]) <= {"SH001", "BJ002"}
+    assert page["total"] == expected["segment:vip_class:regular"]
+    listed = [c["customer_id"] for c in page["items"] + second["items"]]
+    assert len(listed) == len(set(listed)) == min(40, page["total"])
+    assert all(c["classes"]["vip_class"] == "regular" for c in page["items"])
+    assert staff_page["items"] == sorted(staff_page["items"], key=lambda c: c["customer_id"])
+    assert ["D0", "D1"] in groups
+
+
+def _refers_seven(customer: Customer) -> bool:
+    customer.referrals_made = 7
+    return True
+
+
+def _registers(records: CustomerRecords, customer_id: str) -> Mutation:
+    clean = clean_fields({"name": "李雷", "phone": "13912345678"}, today=NOW.date())
+
+    def mutate(customer: Customer) -> bool:
+        register(customer, clean, at=NOW, store_id="SH001", staff_id=None, vault=records.vault)
+        return True
+
+    return mutate
