@@ -1,13 +1,19 @@
-"""Benchmark of care: events ingested per second, outreach commands dispatched per second.
+"""Benchmark of care: what an event and a job run cost as history grows, and dispatch speed.
 
-python -m benchmarks.care [--customers 500] [--batch-size 500] [--items 2000]
+python -m benchmarks.care [--customers 2000] [--batch-size 500] [--items 2000] [--seed 7]
 
-Ingest runs care's real batch processor (decode → projection → schedule) over the
-generated chain's records on the topics care consumes, against the running
-FerretDB/MongoDB, with the clock at the chain's start so every moment is planned.
-Dispatch puts ``--items`` due outreach items on the schedule and times the real
-dispatcher (claim → decide → publish to Kafka → mark sent), with one instance and
-with two competing instances.
+Replay: the generated chain's records on the topics care consumes go through care's
+real batch processor (decode → projection → schedule) against the running
+FerretDB/MongoDB, on a client whose ``CommandLog`` counts every command. The clock
+follows the replay; once a replayed day (10:00 in Shanghai) the planner and the
+dispatcher run, as the service's jobs would (outreach goes to the real broker).
+Printed per fifth of the replay: events/s, commands per event, and per job run the
+documents read and written; and any query FerretDB would answer by reading a whole
+collection (there should be none).
+
+Dispatch: ``--items`` due outreach items are put on the schedule of a fresh database
+and the real dispatcher (claim → decide → publish → mark sent) empties it, with one
+instance and with two competing instances.
 """
 
 from __future__ import annotations
@@ -15,9 +21,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import resource
 import time
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from prometheus_client import CollectorRegistry
@@ -25,66 +33,156 @@ from prometheus_client import CollectorRegistry
 from services.care.claims import DispatchStore
 from services.care.counters import StatsCounter, Tally
 from services.care.handlers import SUBSCRIBED_TOPICS, on_batch
-from services.care.jobs import Dispatcher
+from services.care.jobs import Dispatcher, DispatchReport
 from services.care.moments import plan
+from services.care.planner import Planner, PlanReport
 from services.care.policy import CarePolicy
 from services.care.rules import CustomerView
 from services.care.store import INDEXES, CareStore
 from services.care.templates import load_templates
 from shared.clock import FixedClock
-from shared.contracts import CARE_OUTREACH, dlq_topic
+from shared.contracts import CARE_OUTREACH, decode, dlq_topic
+from shared.jobs import JobRun
 from shared.messaging import BatchProcessor, ConsumerMetrics, Delivery, EventPublisher, make_broker
-from shared.storage import Storage, ensure_indexes, mongo_client, service_database
+from shared.storage import (
+    CommandLog,
+    Storage,
+    ensure_indexes,
+    indexed_fields,
+    mongo_client,
+    service_database,
+)
 from tools.samplechain import generate_chain
 from tools.topics import create_topics
 
 KAFKA = os.environ.get("HUITOU_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
 MONGO = os.environ.get("HUITOU_MONGO_URI", "mongodb://127.0.0.1:27017")
-CHAIN_START = datetime(2025, 11, 1, tzinfo=UTC)
+INDEXED = indexed_fields(INDEXES)
+FIFTHS = 5
 
 
-def chain_deliveries(customers: int, seed: int) -> list[Delivery]:
-    """The generated chain's records on the topics care consumes, as the broker hands them."""
+def chain_deliveries(customers: int, seed: int) -> list[tuple[datetime | None, Delivery]]:
+    """The chain's records on care's topics, as the broker hands them, with their event time."""
     names = {t.name for t in SUBSCRIBED_TOPICS}
     records = [r for r in generate_chain(seed, customers=customers).records if r.topic in names]
-    return [
-        Delivery(r.topic, 0, offset, r.key.encode() if r.key else None, r.value)
-        for offset, r in enumerate(records)
-    ]
+    out = []
+    for offset, r in enumerate(records):
+        delivery = Delivery(r.topic, 0, offset, r.key.encode() if r.key else None, r.value)
+        try:
+            at: datetime | None = decode(r.topic, r.value).occurred_at
+        except Exception:  # noqa: BLE001 - a malformed record on purpose: it has no time
+            at = None
+        out.append((at, delivery))
+    return out
 
 
-async def ingest(
-    store: CareStore, publisher: EventPublisher, deliveries: Sequence[Delivery], batch_size: int
-) -> tuple[float, dict[str, float]]:
-    """Handle every delivery in batches; returns seconds taken and the consumer's totals."""
-    clock = FixedClock(CHAIN_START)
-    metrics = ConsumerMetrics("care", CollectorRegistry())
+@dataclass
+class Fifth:
+    """What one fifth of the replay cost."""
+
+    events: int = 0
+    seconds: float = 0.0
+    commands: int = 0
+    runs: dict[str, list[JobRun]] = field(default_factory=dict)
+    work: dict[str, int] = field(default_factory=dict)
+
+
+def work_of(run: JobRun) -> int:
+    """What a job run had to do: customers looked at and items planned, or items handled."""
+    if isinstance(run, PlanReport):
+        return run.looked_at + run.planned
+    if isinstance(run, DispatchReport):
+        return run.sent + run.skipped + run.deferred
+    return 0
+
+
+def rss_mib() -> float:
+    """Peak resident set size of this process."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+async def replay(
+    log: CommandLog,
+    storage: Storage,
+    publisher: EventPublisher,
+    deliveries: Sequence[tuple[datetime | None, Delivery]],
+    batch_size: int,
+) -> tuple[list[Fifth], int, float]:
+    """Every delivery in batches, the jobs once a replayed day; per fifth, what it cost."""
+    policy = CarePolicy()
+    first = next(at for at, _ in deliveries if at is not None)
+    clock = FixedClock(first)
+    store = CareStore(storage)
+    counter = StatsCounter(storage, "bench")
     processor = BatchProcessor(
         service="care",
-        handle=on_batch(store, CarePolicy(), clock, StatsCounter(store.storage, "bench")),
+        handle=on_batch(store, policy, clock, counter),
         publisher=publisher,
-        metrics=metrics,
+        metrics=ConsumerMetrics("care", CollectorRegistry()),
         clock=clock,
     )
+    dispatcher = Dispatcher(
+        store,
+        DispatchStore(storage),
+        publisher,
+        policy,
+        load_templates(None, policy),
+        clock,
+        counter,
+        owner="bench",
+    )
+    planner = Planner(store, policy, clock, counter)
+    await dispatcher.cursor.open(first - timedelta(minutes=10))
+    await planner.cursor.open(first - timedelta(minutes=10))
+    fifths = [Fifth() for _ in range(FIFTHS)]
+    per_fifth = -(-len(deliveries) // FIFTHS)
+    scans = 0
     started = time.perf_counter()
-    for first in range(0, len(deliveries), batch_size):
-        await processor.process(deliveries[first : first + batch_size])
-    return time.perf_counter() - started, metrics.totals()
+    # The jobs run once a replayed day, at 10:00 in Shanghai (outside the quiet hours).
+    next_run = (first.astimezone(UTC) + timedelta(days=1)).replace(
+        hour=2, minute=0, second=0, microsecond=0
+    )
+    planner_job: tuple[str, Planner | Dispatcher] = ("planner", planner)
+    dispatcher_job: tuple[str, Planner | Dispatcher] = ("dispatcher", dispatcher)
+    starts = sorted({*range(0, len(deliveries), batch_size), *range(0, len(deliveries), per_fifth)})
+    for start, end in zip(starts, [*starts[1:], len(deliveries)], strict=True):
+        batch = deliveries[start:end]
+        fifth = fifths[start // per_fifth]
+        latest = max((at for at, _ in batch if at is not None), default=clock.now())
+        while latest >= next_run:
+            clock.set(next_run)
+            for name, job in (planner_job, dispatcher_job):
+                log.clear()
+                run = await job.run_once()
+                scans += len(log.scans(INDEXED))
+                fifth.runs.setdefault(name, []).append(run)
+                fifth.work[name] = fifth.work.get(name, 0) + work_of(run)
+            next_run += timedelta(days=1)
+        clock.set(max(clock.now(), latest))
+        log.clear()
+        batch_started = time.perf_counter()
+        await processor.process([d for _, d in batch])
+        fifth.seconds += time.perf_counter() - batch_started
+        fifth.commands += log.total()
+        fifth.events += len(batch)
+        scans += len(log.scans(INDEXED))
+    return fifths, scans, time.perf_counter() - started
 
 
 async def dispatch(
-    store: CareStore, publisher: EventPublisher, items: int, instances: int, tag: str
+    storage: Storage, publisher: EventPublisher, items: int, instances: int, tag: str
 ) -> float:
     """Schedule ``items`` due outreach items and time ``instances`` dispatchers emptying them."""
     policy = CarePolicy()
     templates = load_templates(None, policy)
     now = datetime(2026, 11, 29, 3, 0, tzinfo=UTC)  # 11:00 in Shanghai: no quiet hours
     clock = FixedClock(now)
+    store = CareStore(storage)
+    counter = StatsCounter(storage, f"bench-dispatch-{tag}")
     views = [
         CustomerView(f"B{tag}{n:06d}", consent={"phone": True}, home_store_id="SH001")
         for n in range(items)
     ]
-    counter = StatsCounter(store.storage, f"bench-dispatch-{tag}")
     await store.save_views(views, {}, now, Tally())
     planned = [
         plan("purchase_callback", v, policy, occasion="bench", due_at=now - timedelta(minutes=1))
@@ -94,7 +192,7 @@ async def dispatch(
     dispatchers = [
         Dispatcher(
             store,
-            DispatchStore(store.storage),
+            DispatchStore(storage),
             publisher,
             policy,
             templates,
@@ -114,38 +212,66 @@ async def dispatch(
     return elapsed
 
 
+def job_line(name: str, fifth: Fifth) -> str:
+    runs = fifth.runs.get(name, [])
+    if not runs:
+        return f"{name}: no run"
+    read = sum(r.read for r in runs)
+    written = sum(r.written for r in runs)
+    work = fifth.work.get(name, 0)
+    unit = "customers looked at + items planned" if name == "planner" else "items handled"
+    per = f"{(read + written) / work:.1f} documents per unit" if work else "nothing due"
+    return (
+        f"{name}: {len(runs)} runs, {read / len(runs):,.0f} read and {written / len(runs):,.0f} "
+        f"written per run (max {max(r.read for r in runs):,} read), "
+        f"{work:,} {unit}: {per}"
+    )
+
+
 async def main(customers: int, seed: int, batch_size: int, items: int) -> None:
-    """Run the benchmark on a fresh database and topic prefix, then drop the database."""
+    """Run the benchmark on fresh databases and topic prefix, then drop the databases."""
     prefix = f"bench{uuid.uuid4().hex[:8]}."
     database = f"bench_care_{uuid.uuid4().hex[:8]}"
-    # Dispatch gets a database of its own: the chain's year of items would be due there too.
+    # Dispatch gets a database of its own: its items must be the only ones due there.
     dispatch_database = f"{database}_dispatch"
     await create_topics(KAFKA, [CARE_OUTREACH, dlq_topic("care")], prefix=prefix, partitions=2)
     deliveries = chain_deliveries(customers, seed)
     broker = make_broker(KAFKA, client_id="huitou-bench")
     await broker.connect()
-    mongo = mongo_client(MONGO, app_name="huitou-bench")
+    log = CommandLog()
+    mongo = mongo_client(MONGO, app_name="huitou-bench", listeners=[log])
     db = service_database(mongo, database)
     dispatch_db = service_database(mongo, dispatch_database)
     try:
         await ensure_indexes(db, INDEXES)
         await ensure_indexes(dispatch_db, INDEXES)
-        store = CareStore(Storage(db))
         publisher = EventPublisher(broker, topic_prefix=prefix)
-        seconds, totals = await ingest(store, publisher, deliveries, batch_size)
-        stats = await StatsCounter(store.storage, "bench").totals()
+        storage = Storage(db)
+        fifths, scans, seconds = await replay(log, storage, publisher, deliveries, batch_size)
+        stats = await StatsCounter(storage, "bench").totals()
         print(f"chain: {customers} customers, {len(deliveries)} records on care's topics")
         print(
-            f"ingest: {len(deliveries) / seconds:,.0f} events/s "
-            f"({seconds:.1f} s; processed {totals['processed']:.0f}, "
-            f"dead-lettered {totals['dead_lettered']:.0f}; "
-            f"{stats['outreach_pending']} outreach items planned)"
+            f"replay: {len(deliveries) / seconds:,.0f} events/s overall, jobs included "
+            f"({seconds:.1f} s); {stats['outreach_pending'] + stats['outreach_sent']:,} "
+            f"outreach items planned, {stats['outreach_sent']:,} sent; "
+            f"queries that would scan a collection: {scans}"
         )
-        dispatch_store = CareStore(Storage(dispatch_db))
-        one = await dispatch(dispatch_store, publisher, items, 1, "a")
+        for n, fifth in enumerate(fifths, start=1):
+            print(
+                f"  fifth {n}: {fifth.events / fifth.seconds:,.0f} events/s, "
+                f"{fifth.commands / fifth.events:.2f} commands per event"
+            )
+            for name in ("planner", "dispatcher"):
+                print(f"    {job_line(name, fifth)}")
+        first, last = fifths[0], fifths[-1]
+        ratio = (last.commands / last.events) / (first.commands / first.events)
+        print(f"commands per event, last fifth / first fifth: {ratio:.2f}")
+        dispatch_storage = Storage(dispatch_db)
+        one = await dispatch(dispatch_storage, publisher, items, 1, "a")
         print(f"dispatch, 1 instance: {items / one:,.0f} commands/s ({items} in {one:.1f} s)")
-        two = await dispatch(dispatch_store, publisher, items, 2, "b")
+        two = await dispatch(dispatch_storage, publisher, items, 2, "b")
         print(f"dispatch, 2 instances: {items / two:,.0f} commands/s ({items} in {two:.1f} s)")
+        print(f"peak RSS: {rss_mib():.0f} MiB")
     finally:
         await mongo.drop_database(database)
         await mongo.drop_database(dispatch_database)
@@ -155,7 +281,7 @@ async def main(customers: int, seed: int, batch_size: int, items: int) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(prog="python -m benchmarks.care", description=__doc__)
-    parser.add_argument("--customers", type=int, default=500)
+    parser.add_argument("--customers", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--items", type=int, default=2000)

@@ -1,7 +1,8 @@
 """The dispatcher's side of the care database: due buckets, claims, outcomes, the frequency cap.
 
 A live item is filed under the minute bucket it falls due in (``due_bucket``) and
-the UTC day of that bucket (``due_day``); the dispatcher reads buckets by equality,
+the UTC hour and day of that minute (``due_hour``, ``due_day``); the dispatcher reads
+them by equality,
 never by a range over every item ever planned. An item leaves its bucket when it is
 sent, skipped or cancelled; a deferred one is filed under the bucket it is deferred
 to.
@@ -24,7 +25,7 @@ from services.care.counters import Tally
 from services.care.store import CLAIMED, CLAIMS, OUTREACH, PENDING, READ_CHUNK, UNFILED
 from shared.storage import Document, Storage, Update
 
-DAY_FIELD, BUCKET_FIELD = "due_day", "due_bucket"
+DAY_FIELD, HOUR_FIELD, BUCKET_FIELD = "due_day", "due_hour", "due_bucket"
 
 
 @dataclass

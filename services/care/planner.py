@@ -87,14 +87,13 @@ class Planner:
         try:
             keys = await self.cursor.keys_to_read(now)
             report.count(read=1)
-            for key in keys:
-                await self._look_at_filed(key, now, report, tally)
+            filed = [key for key in keys if await self._look_at_filed(key, now, report, tally)]
             await self._greet_everyone(now, report, tally)
             await self._rank_top_spenders(now, report, tally)
             await self.cursor.settle(now)
             settled = await self.cursor.settled()
             report.count(read=1, written=1)
-            for key in keys:
+            for key in filed:
                 if settled is not None and key <= settled:
                     report.count(written=await self._store.drop_filings(key))
         finally:
@@ -106,8 +105,11 @@ class Planner:
 
     async def _look_at_filed(
         self, key: str, now: datetime, report: PlanReport, tally: Tally
-    ) -> None:
+    ) -> bool:
+        """Look at the customers filed under one bucket; False when nobody was filed there."""
+        found = False
         async for filings in self._store.filings(key):
+            found = True
             report.count(read=len(filings))
             # A filing for later in this bucket waits for a run after its time; one this
             # instance's last run saw already is not looked at twice.
@@ -131,6 +133,7 @@ class Planner:
             filed = await self._store.file_for_planning(looks, now)
             report.planned += planned
             report.count(written=planned + filed)
+        return found
 
     async def _greet_everyone(self, now: datetime, report: PlanReport, tally: Tally) -> None:
         """Holidays and season changes reach everyone who consents: once per occasion and zone."""

@@ -2,7 +2,7 @@
 
 Every read is an equality on an indexed top-level field, so its cost does not grow
 with history (FerretDB reads a whole collection for anything else). Outreach items
-are filed under time buckets (``due_bucket``, ``due_day``) while they are pending or
+are filed under time buckets (``due_bucket``, ``due_hour``, ``due_day``) while pending or
 claimed; the dispatcher reads those buckets (see ``claims``). Each item is one
 document (id = customer:kind:occasion) whose status moves pending → claimed → sent |
 skipped | cancelled.
@@ -48,6 +48,7 @@ INDEXES = (
     IndexSpec(RANKINGS, [("band_key", 1)], name="rankings_by_band"),
     IndexSpec(RANKINGS, [("customer_id", 1)], name="rankings_by_customer"),
     IndexSpec(OUTREACH, [("due_bucket", 1)], name="outreach_due_bucket"),
+    IndexSpec(OUTREACH, [("due_hour", 1)], name="outreach_due_hour"),
     IndexSpec(OUTREACH, [("due_day", 1)], name="outreach_due_day"),
     IndexSpec(OUTREACH, [("customer_id", 1), ("status", 1)], name="outreach_by_customer"),
     IndexSpec(OUTREACH, [("task_status", 1), ("store_id", 1)], name="outreach_tasks"),
@@ -86,12 +87,20 @@ def view_to_document(view: CustomerView) -> Document:
 
 
 def filed_at(due_at: datetime, now: datetime) -> Document:
-    """The bucket fields of a live item due at ``due_at``, written at ``now`` (never the past)."""
+    """The bucket fields of a live item due at ``due_at``, written at ``now`` (never the past).
+
+    The minute, and the UTC hour and day it falls in: a dispatcher catching up on a long
+    stretch reads whole hours and days with one lookup each.
+    """
     start = DISPATCH_BUCKETS.start_of(max(due_at, now))
-    return {"due_bucket": DISPATCH_BUCKETS.key(start), "due_day": start.date().isoformat()}
+    return {
+        "due_bucket": DISPATCH_BUCKETS.key(start),
+        "due_hour": start.strftime("%Y-%m-%dT%H"),
+        "due_day": start.date().isoformat(),
+    }
 
 
-UNFILED = {"due_bucket": "", "due_day": ""}
+UNFILED = {"due_bucket": "", "due_hour": "", "due_day": ""}
 """``$unset`` of the bucket fields: a settled item is no longer read by the dispatcher."""
 
 

@@ -151,27 +151,53 @@ def test_spend_bands_never_put_more_spend_in_a_lower_band(a: int, b: int) -> Non
     assert spend_band(low) <= spend_band(high)
 
 
-def test_a_run_reads_minute_buckets_and_whole_past_days_by_day() -> None:
+def test_a_run_reads_minute_buckets_and_whole_past_hours_and_days_in_one_lookup() -> None:
     now = datetime(2026, 11, 29, 2, 3, 30, tzinfo=UTC)
-    # Cursor settled on the 27th at 23:58: two minutes, the whole 28th, then the 29th so far.
-    plan = reading_plan(DISPATCH_BUCKETS, "2026-11-27T23:58", now)
-    assert plan[:3] == [
-        ("due_bucket", "2026-11-27T23:59", datetime(2026, 11, 27, 23, 59, tzinfo=UTC)),
-        ("due_day", "2026-11-28", datetime(2026, 11, 28, tzinfo=UTC)),
-        ("due_bucket", "2026-11-29T00:00", datetime(2026, 11, 29, tzinfo=UTC)),
+    # Settled on the 27th at 22:58: a minute, an hour, the whole 28th, two hours, 4 minutes.
+    plan = reading_plan(DISPATCH_BUCKETS, "2026-11-27T22:58", now)
+    assert [(by, key) for by, key, _ in plan] == [
+        ("due_bucket", "2026-11-27T22:59"),
+        ("due_hour", "2026-11-27T23"),
+        ("due_day", "2026-11-28"),
+        ("due_hour", "2026-11-29T00"),
+        ("due_hour", "2026-11-29T01"),
+        *(("due_bucket", f"2026-11-29T02:0{m}") for m in range(4)),
     ]
-    assert plan[-1][1] == "2026-11-29T02:03" and len(plan) == 3 + 2 * 60 + 3
+    assert plan[2][2] == datetime(2026, 11, 28, tzinfo=UTC)
     assert reading_plan(DISPATCH_BUCKETS, None, now) == [
         ("due_bucket", "2026-11-29T02:03", datetime(2026, 11, 29, 2, 3, tzinfo=UTC))
     ]
 
 
+@given(settled=st.integers(0, 5 * 24 * 60), ahead=st.integers(0, 5 * 24 * 60))
+def test_a_reading_plan_covers_every_minute_after_the_settled_one_exactly_once(
+    settled: int, ahead: int
+) -> None:
+    origin = datetime(2026, 11, 1, tzinfo=UTC)
+    last_settled = origin + timedelta(minutes=settled)
+    now = last_settled + timedelta(minutes=ahead, seconds=30)
+    plan = reading_plan(DISPATCH_BUCKETS, DISPATCH_BUCKETS.key(last_settled), now)
+    covered = []
+    for by, key, start in plan:
+        minutes = {"due_day": 24 * 60, "due_hour": 60, "due_bucket": 1}[by]
+        covered.extend(start + timedelta(minutes=m) for m in range(minutes))
+        assert filed_at(start, start)[by] == key
+    expected = [last_settled + timedelta(minutes=m) for m in range(1, ahead + 1)]
+    assert covered == expected
+    assert len(plan) <= 2 * 60 + 2 * 24 + ahead // (24 * 60) + 1
+
+
 def test_an_item_is_filed_under_the_bucket_it_falls_due_in_never_the_past() -> None:
     now = datetime(2026, 11, 29, 2, 3, 30, tzinfo=UTC)
     later = datetime(2026, 11, 30, 10, 0, tzinfo=SHANGHAI)
-    assert filed_at(later, now) == {"due_bucket": "2026-11-30T02:00", "due_day": "2026-11-30"}
+    assert filed_at(later, now) == {
+        "due_bucket": "2026-11-30T02:00",
+        "due_hour": "2026-11-30T02",
+        "due_day": "2026-11-30",
+    }
     overdue = now - timedelta(days=3)
     assert filed_at(overdue, now) == {
         "due_bucket": DISPATCH_BUCKETS.key(now),
+        "due_hour": "2026-11-29T02",
         "due_day": "2026-11-29",
     }
