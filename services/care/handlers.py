@@ -298,13 +298,10 @@ async def _handle(
             rejections.append(Rejection(item.delivery, str(error)))
 
     changed = [effects.views[c] for c in sorted(effects.changed)]
-    empty = {cid: CustomerView(customer_id=cid) for cid in ids}
     looks = [
         (view.customer_id, at)
         for view in changed
-        for at in planning_looks(
-            before.get(view.customer_id, empty[view.customer_id]), view, policy, now
-        )
+        for at in planning_looks(before[view.customer_id], view, policy, now)
     ]
     planned = still_worth_planning(effects.planned, policy, now)
     await store.rank(ranking_entries(before, changed, policy))
