@@ -62,7 +62,8 @@ def loyalty_router(
 
     async def member_account(customer_id: str) -> LoyaltyAccount:
         account = await store.account(customer_id)
-        if account is None or account.erased:
+        # Version 0 is the placeholder a first change is claimed on: not an account yet.
+        if account is None or account.erased or account.version == 0:
             raise HTTPException(404, f"no loyalty account for customer {customer_id}")
         return account
 

@@ -8,6 +8,7 @@ window whatever offset an event carried.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
@@ -120,27 +121,24 @@ def first_short_moment(
     rank = policy.tier_rank(tier)
     if rank == 0:
         return None
+    # The ladder climbs on both thresholds: short of the tier is short of its own thresholds.
+    needed = policy.tiers[rank]
+    spend_needed = math.ceil(needed.min_spend * 100)
+    leaving = {o.order_id: leaves_window_at(o.occurred_at, policy) for o in orders}
 
     def share(order: OrderFacts, at: datetime) -> int:
-        return max(order.net_minor(at), 0) if counts_at(order, at, policy) else 0
-
-    def short(spend: int, count: int) -> bool:
-        return policy.tier_rank(supported_tier(Figures(spend, count), policy)) < rank
+        counts = order.occurred_at <= at < leaving[order.order_id]
+        return max(order.net_minor(at), 0) if counts else 0
 
     changes: dict[datetime, list[OrderFacts]] = {}
     for order in orders:
-        moments = (
-            order.occurred_at,
-            leaves_window_at(order.occurred_at, policy),
-            *(r.at for r in order.refunds),
-        )
-        for moment in moments:
+        for moment in (order.occurred_at, leaving[order.order_id], *(r.at for r in order.refunds)):
             if moment > since:
                 changes.setdefault(moment, []).append(order)
     shares = {o.order_id: share(o, since) for o in orders}
     spend = sum(shares.values())
     count = sum(1 for s in shares.values() if s > 0)
-    if short(spend, count):
+    if spend < spend_needed or count < needed.min_orders:
         return since
     for moment in sorted(changes):
         for order in changes[moment]:
@@ -148,7 +146,7 @@ def first_short_moment(
             shares[order.order_id] = new
             spend += new - old
             count += int(new > 0) - int(old > 0)
-        if short(spend, count):
+        if spend < spend_needed or count < needed.min_orders:
             return moment
     return None
 

@@ -2,22 +2,30 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 from fastapi import FastAPI
 
+from services.loyalty.accounts import Accounts
 from services.loyalty.app import build_app
-from services.loyalty.handlers import SUBSCRIBED_TOPICS
-from services.loyalty.outbox import PUBLISHED_TOPICS
+from services.loyalty.changes import AccountChanges
+from services.loyalty.figures import FigureBook
+from services.loyalty.handlers import SUBSCRIBED_TOPICS, on_batch
+from services.loyalty.jobs import LoyaltyJobs
+from services.loyalty.outbox import PUBLISHED_TOPICS, OutboxRecord
 from services.loyalty.policy import LoyaltyPolicy
 from services.loyalty.settings import LoyaltySettings
+from services.loyalty.store import INDEXES, LoyaltyStore
 from shared.auth import Role, issue_token
-from shared.clock import Clock
-from shared.contracts import Topic, dlq_topic
+from shared.clock import Clock, FixedClock
+from shared.contracts import Event, Topic, dlq_topic
+from shared.messaging import BatchHandler, Delivery, Inbound
+from shared.storage import CommandLog, Storage, ensure_indexes, mongo_client, service_database
 from tools.topics import create_topics, wait_caught_up
 
 LOYALTY_TOPICS: tuple[Topic, ...] = (*SUBSCRIBED_TOPICS, *PUBLISHED_TOPICS, dlq_topic("loyalty"))
@@ -79,3 +87,69 @@ def auth(
         stores=stores or set(),
     )
     return {"Authorization": f"Bearer {token}"}
+
+
+class RecordingPublisher:
+    """Keeps what would go to the broker."""
+
+    def __init__(self) -> None:
+        self.records: list[OutboxRecord] = []
+
+    async def publish_records(self, records: Sequence[OutboxRecord]) -> None:
+        self.records.extend(records)
+
+
+@dataclass
+class Rig:
+    """The service's parts on the real database, on a client whose commands are counted."""
+
+    log: CommandLog
+    clock: FixedClock
+    wall: FixedClock
+    storage: Storage
+    store: LoyaltyStore
+    changes: AccountChanges
+    figures: FigureBook
+    accounts: Accounts
+    jobs: LoyaltyJobs
+    handle: BatchHandler
+    publisher: RecordingPublisher
+
+
+@asynccontextmanager
+async def built_rig(
+    infra: dict[str, str],
+    database: str,
+    policy: LoyaltyPolicy,
+    start: datetime,
+    storage_type: type[Storage] = Storage,
+) -> AsyncIterator[Rig]:
+    """The parts of one loyalty instance with moved clocks (business and wall), jobs opened."""
+    log = CommandLog()
+    client = mongo_client(infra["mongo"], app_name="loyalty-rig", listeners=[log])
+    try:
+        storage = storage_type(service_database(client, database))
+        await ensure_indexes(storage.db, INDEXES)
+        store = LoyaltyStore(storage)
+        clock = FixedClock(start)
+        wall = FixedClock(datetime.now(UTC).replace(microsecond=0) - timedelta(days=1))
+        publisher = RecordingPublisher()
+        changes = AccountChanges(store, publisher, policy, wall=wall)
+        figures = FigureBook(storage, wall)
+        accounts = Accounts(store, changes, policy)
+        jobs = LoyaltyJobs(store, accounts, changes, figures, policy, clock)
+        await jobs.open()
+        handle = on_batch(store, changes, policy, clock, wall)
+        yield Rig(
+            log, clock, wall, storage, store, changes, figures, accounts, jobs, handle, publisher
+        )
+    finally:
+        await client.close()
+
+
+def inbound(events: Sequence[Event]) -> list[Inbound]:
+    """Events as a batch the consumer would hand over."""
+    return [
+        Inbound(Delivery(type(e).TOPIC or "", 0, n, None, e.to_bytes()), e)
+        for n, e in enumerate(events)
+    ]

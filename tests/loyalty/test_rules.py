@@ -8,8 +8,20 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from services.loyalty.lots import Posting, expiries_due, expiring_soon, expiry_of, open_lots
+from services.loyalty.account import LoyaltyAccount
+from services.loyalty.due import ChainDays
+from services.loyalty.lots import (
+    LotBook,
+    Posting,
+    book_of,
+    expiries_due,
+    expiring_soon,
+    expiry_of,
+    open_lots,
+)
 from services.loyalty.policy import LoyaltyPolicy, MemberDay, load_policy
 from services.loyalty.rules import (
     Birthday,
@@ -25,13 +37,18 @@ from services.loyalty.tiers import (
     Figures,
     OrderFacts,
     Refund,
+    counts_at,
     figures_at,
+    first_short_moment,
+    leaves_window_at,
     progress_to_next,
     scheduled_tier,
+    still_counting,
     supported_tier,
     tiers_through,
+    window_start,
 )
-from shared.clock import add_months
+from shared.clock import add_months, year_before
 from shared.contracts import Purchase, PurchaseLine, Referral
 from shared.policy import PolicyError
 from tests.factories import CHINA, purchase
@@ -306,3 +323,173 @@ def test_every_bad_policy_stops_start_up_naming_the_field(
     path.write_text(json.dumps(policy))
     with pytest.raises(PolicyError, match=field.replace(".", r"\.")):
         load_policy(path)
+
+
+# Figures kept on the account ----------------------------------------------------------------
+
+MOMENTS = st.datetimes(
+    min_value=datetime(2024, 1, 1), max_value=datetime(2029, 12, 31), timezones=st.just(UTC)
+)
+
+
+@given(occurred=MOMENTS, months=st.sampled_from([1, 12]))
+def test_an_order_leaves_the_window_at_the_first_moment_it_no_longer_counts(
+    occurred: datetime, months: int
+) -> None:
+    policy = LoyaltyPolicy(qualifying_window_months=months)
+    order = OrderFacts("o", "C1", occurred, 100)
+    leaves = leaves_window_at(occurred, policy)
+    assert counts_at(order, leaves - timedelta(microseconds=1), policy)
+    assert not counts_at(order, leaves, policy)
+
+
+def test_the_last_twelve_months_are_the_same_full_year_before() -> None:
+    policy = LoyaltyPolicy()
+    at = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
+    assert window_start(at, policy) == year_before(at)
+    # 29 February 2028 counts through 28 February 2029 and leaves at midnight.
+    leap = datetime(2028, 2, 29, 10, 0, tzinfo=UTC)
+    assert leaves_window_at(leap, policy) == datetime(2029, 3, 1, tzinfo=UTC)
+    # The same instant with another offset gives the same window.
+    assert window_start(at.astimezone(CHINA), policy) == window_start(at, policy)
+
+
+ORDER_SETS = st.lists(
+    st.tuples(
+        st.integers(0, 400),  # day of the order
+        st.integers(100_00, 3000_00),  # total
+        st.lists(st.tuples(st.integers(0, 60), st.integers(1, 1000_00)), max_size=2),
+    ),
+    min_size=1,
+    max_size=8,
+)
+
+
+def orders_of(drawn: list[tuple[int, int, list[tuple[int, int]]]]) -> list[OrderFacts]:
+    t0 = datetime(2025, 1, 1, 12, tzinfo=UTC)
+    orders = []
+    for n, (day, total, refunds) in enumerate(drawn):
+        at = t0 + timedelta(days=day)
+        kept: list[Refund] = []
+        for k, (after, minor) in enumerate(refunds):
+            if sum(r.minor for r in kept) + minor <= total:
+                kept.append(Refund(f"R{n}-{k}", at + timedelta(days=after), minor))
+        orders.append(OrderFacts(f"o{n}", "C1", at, total, tuple(kept)))
+    return orders
+
+
+@given(drawn=ORDER_SETS, since_day=st.integers(0, 500), later=st.integers(0, 500))
+def test_orders_that_left_the_window_never_count_again(
+    drawn: list[tuple[int, int, list[tuple[int, int]]]], since_day: int, later: int
+) -> None:
+    policy = LoyaltyPolicy()
+    orders = orders_of(drawn)
+    evaluated = datetime(2025, 1, 1, tzinfo=UTC) + timedelta(days=since_day)
+    kept = still_counting(orders, evaluated, policy)
+    at = evaluated + timedelta(days=later)
+    assert figures_at(kept, at, policy) == figures_at(orders, at, policy)
+
+
+@given(
+    drawn=ORDER_SETS,
+    since_day=st.integers(0, 500),
+    tier=st.sampled_from(["silver", "gold"]),
+)
+def test_the_first_short_moment_is_the_first_moment_figures_fall_short(
+    drawn: list[tuple[int, int, list[tuple[int, int]]]], since_day: int, tier: str
+) -> None:
+    policy = LoyaltyPolicy.model_validate(
+        {
+            "tiers": [
+                {"name": "regular"},
+                {"name": "silver", "min_spend": "1500", "min_orders": 2},
+                {"name": "gold", "min_spend": "4000", "min_orders": 3},
+            ]
+        }
+    )
+    orders = orders_of(drawn)
+    since = datetime(2025, 1, 1, tzinfo=UTC) + timedelta(days=since_day)
+    rank = policy.tier_rank(tier)
+
+    def short_at(at: datetime) -> bool:
+        return policy.tier_rank(supported_tier(figures_at(orders, at, policy), policy)) < rank
+
+    # Brute force: every moment figures can change at, from ``since`` on.
+    candidates = sorted(
+        {since}
+        | {
+            m
+            for o in orders
+            for m in (
+                o.occurred_at,
+                leaves_window_at(o.occurred_at, policy),
+                *(r.at for r in o.refunds),
+            )
+            if m > since
+        }
+    )
+    expected = next((m for m in candidates if short_at(m)), None)
+    found = first_short_moment(orders, tier, since, policy)
+    assert found == expected
+    if found is not None and found > since:
+        assert not short_at(found - timedelta(microseconds=1))
+
+
+def test_a_shortfall_is_paid_by_the_next_points_earned() -> None:
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    later = t0 + timedelta(days=700)
+    book = LotBook()
+    book.post(Posting("a", 100, t0, expires_at=later, seq=1))
+    book.post(Posting("spent", -100, t0, seq=2))
+    book.post(Posting("a:reversed", -40, t0, lot_id="a", seq=3))  # a return after spending
+    assert (book.lots, book.debt) == ([], 40)
+    book.post(Posting("b", 100, t0, expires_at=later, seq=4))
+    assert ([(lot.entry_id, lot.remaining) for lot in book.lots], book.debt) == ([("b", 60)], 0)
+    # The same postings from scratch, in ledger order whatever order they are listed in.
+    from_scratch = book_of(
+        [
+            Posting("b", 100, t0, expires_at=later, seq=4),
+            Posting("a:reversed", -40, t0, lot_id="a", seq=3),
+            Posting("a", 100, t0, expires_at=later, seq=1),
+            Posting("spent", -100, t0, seq=2),
+        ]
+    )
+    assert (from_scratch.lots, from_scratch.debt) == (book.lots, book.debt)
+
+
+def test_chain_days_start_at_the_chains_midnight() -> None:
+    days = ChainDays(zone="Asia/Shanghai")
+    midnight = datetime(2027, 1, 13, 0, 0, tzinfo=CHINA)
+    assert days.key(midnight) == "2027-01-12T16:00"
+    assert days.key(midnight - timedelta(seconds=1)) == "2027-01-11T16:00"
+    assert days.keys_after("2027-01-10T16:00", midnight, first=midnight) == [
+        "2027-01-11T16:00",
+        "2027-01-12T16:00",
+    ]
+    # Across a change of summer time every day still starts at local midnight.
+    london = ChainDays(zone="Europe/London")
+    keys = london.keys_after(
+        None, datetime(2026, 3, 30, 12, tzinfo=UTC), first=datetime(2026, 3, 28, 12, tzinfo=UTC)
+    )
+    assert keys == ["2026-03-28T00:00", "2026-03-29T00:00", "2026-03-29T23:00"]
+    assert [
+        london.key(datetime.strptime(k, "%Y-%m-%dT%H:%M").replace(tzinfo=UTC)) for k in keys
+    ] == keys
+
+
+def test_an_account_is_due_when_its_figures_fall_short_then_when_grace_ends() -> None:
+    policy = LoyaltyPolicy()
+    account = LoyaltyAccount.fresh("C1", PLAIN_DAY)
+    for n in range(3):
+        at = PLAIN_DAY + timedelta(days=n)
+        account.count_order(OrderFacts(f"o{n}", "C1", at, 1000_00), policy)
+        account.evaluate(Evaluation("purchase", at, f"o{n}"), policy)
+    assert account.tier == "silver"
+    # Short of silver once the first order leaves the window, a year after it.
+    assert account.tier_due(policy) == add_months(PLAIN_DAY.astimezone(UTC), 12)
+    later = PLAIN_DAY + timedelta(days=400)
+    account.evaluate_scheduled(later, policy)
+    assert account.tier == "silver" and account.short_since is not None
+    assert account.tier_due(policy) == account.short_since + timedelta(days=30)
+    account.evaluate_scheduled(later + timedelta(days=30), policy)
+    assert account.tier == "regular" and account.tier_due(policy) is None
