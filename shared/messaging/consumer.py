@@ -27,10 +27,12 @@ from typing import Any, TypeVar
 
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
+from faststream.kafka.subscriber.usecase import BatchSubscriber
 from pymongo.errors import ConnectionFailure, OperationFailure
 
 from shared.clock import Clock
@@ -279,11 +281,10 @@ def subscribe_batches(
     processor: BatchProcessor,
     settings: ServiceSettings,
     metrics: ConsumerMetrics,
-) -> None:
+) -> BatchSubscriber:
     """Register the service's batch consumer: commit only after the processor returns."""
     prefix = settings.topic_prefix
-
-    @broker.subscriber(
+    subscriber = broker.subscriber(
         *(settings.topic(t.name) for t in topics),
         group_id=settings.group(processor.service),
         batch=True,
@@ -291,7 +292,12 @@ def subscribe_batches(
         batch_timeout_ms=settings.consumer_batch_timeout_ms,
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.MANUAL,
+        # Partition n of every customer-keyed topic goes to the same instance (they all have
+        # the same partition count), so one customer's documents have one writer at a time.
+        partition_assignment_strategy=(RangePartitionAssignor,),
     )
+
+    @subscriber
     async def consume_batch(message: KafkaMessage) -> None:
         records = message.raw_message
         if not isinstance(records, tuple):
@@ -314,6 +320,8 @@ def subscribe_batches(
             raise
         await message.ack()
         await _record_lag(message.consumer, metrics, prefix)
+
+    return subscriber
 
 
 async def _record_lag(consumer: AIOKafkaConsumer, metrics: ConsumerMetrics, prefix: str) -> None:
