@@ -1,40 +1,55 @@
-"""Benchmark of profile's consumer on a generated chain: batches vs one event at a time.
+"""Benchmark of profile's consumer on a generated chain: cost per event early and late.
 
-python -m benchmarks.profile [--customers 300] [--events 1500] [--batch-size 500]
+python -m benchmarks.profile [--customers 1000] [--events 0] [--batch-size 500]
+                             [--naive-events 300] [--json PATH]
 
 Runs the service's real batch processor (decode → handler → dead letters) against the
-running FerretDB/MongoDB and Kafka on the first ``--events`` profile events of a generated
-chain, once in batches and once one event per batch, each on a fresh database; prints
-events per second of both, the cost of redelivering everything, and the peak RSS.
+running FerretDB/MongoDB and Kafka on the profile events of a generated chain, in batches,
+on a fresh database, with every command counted (``CommandLog``). Prints events per second,
+commands per event in the first and the last fifth of the replay (the cost must not grow
+with history), whether any query would scan a whole collection, the cost of redelivering
+everything, what the classification job touches after the replay, one event per batch on
+the first ``--naive-events`` events for comparison, and the peak RSS.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import resource
 import time
 import uuid
+from collections import Counter
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 
 from services.profile.app import vault_from
 from services.profile.handlers import SUBSCRIBED_TOPICS, on_batch
+from services.profile.jobs import classify_due
+from services.profile.leases import Leases
 from services.profile.policy import ProfilePolicy
 from services.profile.records import CustomerRecords
 from services.profile.settings import ProfileSettings
-from services.profile.store import INDEXES, ProfileStore
-from shared.clock import SystemClock
+from services.profile.store import AUDIT, CUSTOMERS, INDEXES, ProfileStore
+from services.profile.tallies import Tallies
+from services.profile.views import ProfileViews
+from shared.clock import FixedClock
 from shared.contracts import PROFILE_CUSTOMER_CHANGED, dlq_topic
 from shared.messaging import BatchProcessor, ConsumerMetrics, Delivery, EventPublisher, make_broker
-from shared.storage import ensure_indexes, mongo_client, service_database
+from shared.storage import CommandLog, Storage, ensure_indexes, indexed_fields, mongo_client
 from tools.samplechain import generate_chain
 from tools.topics import create_topics
 
 KAFKA = os.environ.get("HUITOU_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
 MONGO = os.environ.get("HUITOU_MONGO_URI", "mongodb://127.0.0.1:27017")
+BATCH_GAP = timedelta(seconds=2)
+"""How far the benchmark's clock moves per batch (records are filed by the minute)."""
 
 
 def chain_deliveries(customers: int, seed: int) -> list[Delivery]:
@@ -47,86 +62,195 @@ def chain_deliveries(customers: int, seed: int) -> list[Delivery]:
     ]
 
 
-async def run(
-    deliveries: Sequence[Delivery], batch_size: int, label: str
-) -> tuple[float, dict[str, float]]:
-    """Process deliveries in batches of ``batch_size`` on a fresh database; seconds and totals."""
-    prefix = f"bench{uuid.uuid4().hex[:8]}."
-    database = f"bench_profile_{uuid.uuid4().hex[:8]}"
-    await create_topics(
-        KAFKA, [PROFILE_CUSTOMER_CHANGED, dlq_topic("profile")], prefix=prefix, partitions=1
-    )
-    settings = ProfileSettings()
-    broker = make_broker(KAFKA, client_id="huitou-bench")
-    await broker.connect()
-    mongo = mongo_client(MONGO, app_name="huitou-bench")
-    db = service_database(mongo, database)
-    try:
-        await ensure_indexes(db, INDEXES)
-        store = ProfileStore(db)
-        metrics = ConsumerMetrics("profile", CollectorRegistry())
-        publisher = EventPublisher(broker, topic_prefix=prefix)
-        records = CustomerRecords(
-            store, publisher, vault_from(settings), ProfilePolicy(), SystemClock()
+class Bench:
+    """One fresh profile database, broker connection and counted client."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.prefix = f"bench{uuid.uuid4().hex[:8]}."
+        self.database = f"bench_profile_{uuid.uuid4().hex[:8]}"
+        self.log = CommandLog()
+        self.clock = FixedClock(datetime.now(UTC))
+
+    async def __aenter__(self) -> Bench:
+        await create_topics(
+            KAFKA, [PROFILE_CUSTOMER_CHANGED, dlq_topic("profile")], prefix=self.prefix
         )
-        processor = BatchProcessor(
+        self.broker = make_broker(KAFKA, client_id="huitou-bench")
+        await self.broker.connect()
+        self.mongo = mongo_client(MONGO, app_name="huitou-bench", listeners=[self.log])
+        self.storage = Storage(self.mongo[self.database])
+        await ensure_indexes(self.storage.db, INDEXES)
+        policy = ProfilePolicy()
+        publisher = EventPublisher(self.broker, topic_prefix=self.prefix)
+        self.records = CustomerRecords(
+            ProfileStore(self.storage),
+            Tallies(self.storage, policy, audit=AUDIT),
+            publisher,
+            vault_from(ProfileSettings()),
+            policy,
+            self.clock,
+        )
+        await self.records.open(self.clock.now())
+        self.metrics = ConsumerMetrics("profile", CollectorRegistry())
+        self.processor = BatchProcessor(
             service="profile",
-            handle=on_batch(records),
+            handle=on_batch(self.records),
             publisher=publisher,
-            metrics=metrics,
-            clock=SystemClock(),
+            metrics=self.metrics,
+            clock=self.clock,
         )
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.mongo.drop_database(self.database)
+        await self.mongo.close()
+        await self.broker.stop()
+
+    async def replay(self, deliveries: Sequence[Delivery], size: int) -> list[tuple[int, int]]:
+        """Process in batches; (events, commands) of each batch."""
+        costs = []
+        for start in range(0, len(deliveries), size):
+            batch = deliveries[start : start + size]
+            self.log.clear()
+            await self.processor.process(batch)
+            costs.append((len(batch), self.log.total()))
+            self.clock.advance(BATCH_GAP)
+        return costs
+
+
+def per_event_by_fifth(costs: Sequence[tuple[int, int]]) -> tuple[float, float]:
+    """Commands per event in the first and the last fifth of the replay (by batches)."""
+    fifth = max(1, len(costs) // 5)
+
+    def rate(part: Sequence[tuple[int, int]]) -> float:
+        events = sum(e for e, _ in part)
+        return round(sum(c for _, c in part) / events, 3) if events else 0.0
+
+    return rate(costs[:fifth]), rate(costs[-fifth:])
+
+
+async def batched(deliveries: Sequence[Delivery], size: int) -> dict[str, Any]:
+    """The batch consumer on the whole replay, its redelivery, and the job after it."""
+    async with Bench("batch") as bench:
         started = time.perf_counter()
-        for i in range(0, len(deliveries), batch_size):
-            await processor.process(deliveries[i : i + batch_size])
-        elapsed = time.perf_counter() - started
-        totals: dict[str, float] = {**metrics.totals(), **await store.stats()}
-        if label == "batch":
-            # Redeliver the whole chain: nothing may change, and it shows the cost of dedupe.
-            before = await store.customers.count_documents({})
-            versions = sum([d["version"] async for d in store.customers.find({}, {"version": 1})])
-            redelivered = time.perf_counter()
-            for i in range(0, len(deliveries), batch_size):
-                await processor.process(deliveries[i : i + batch_size])
-            totals["redelivery_seconds"] = round(time.perf_counter() - redelivered, 2)
-            after = sum([d["version"] async for d in store.customers.find({}, {"version": 1})])
-            totals["redelivery_changed_records"] = after - versions
-            totals["records"] = before
-        return elapsed, totals
-    finally:
-        await mongo.drop_database(database)
-        await mongo.close()
-        await broker.stop()
+        costs = await bench.replay(deliveries, size)
+        seconds = time.perf_counter() - started
+        scans = bench.log.scans(indexed_fields(INDEXES))
+        first, last = per_event_by_fifth(costs)
+        commands = Counter(bench.log.counts)
+        views = ProfileViews(bench.records)
+        figures = await views.head_office_figures()
+
+        versions = [d["version"] async for d in bench.storage[CUSTOMERS].find({}, {"version": 1})]
+        redelivered = time.perf_counter()
+        redelivery = await bench.replay(deliveries, size)
+        redelivery_seconds = time.perf_counter() - redelivered
+        after = [d["version"] async for d in bench.storage[CUSTOMERS].find({}, {"version": 1})]
+
+        bench.clock.advance(timedelta(minutes=3))  # every batch's minute is now foldable
+        leases = Leases(bench.storage)
+        job_started = time.perf_counter()
+        first_run = await classify_due(bench.records, leases, "bench")
+        job_seconds = time.perf_counter() - job_started
+        bench.clock.advance(timedelta(minutes=3))
+        second_run = await classify_due(bench.records, leases, "bench")
+        bench.clock.advance(timedelta(minutes=3))
+        idle_run = await classify_due(bench.records, leases, "bench")
+        return {
+            "events": len(deliveries),
+            "batch_size": size,
+            "seconds": round(seconds, 1),
+            "events_per_second": round(len(deliveries) / seconds, 1),
+            "commands_per_event_first_fifth": first,
+            "commands_per_event_last_fifth": last,
+            "commands_by_kind": dict(sorted(commands.items())),
+            "queries_that_would_scan": len(scans),
+            "records": len(versions),
+            "figures": figures,
+            "redelivery_seconds": round(redelivery_seconds, 2),
+            "redelivery_commands_per_event": round(
+                sum(c for _, c in redelivery) / max(1, len(deliveries)), 3
+            ),
+            "redelivery_changed_records": sum(after) - sum(versions),
+            "job_first_run": {
+                "read": first_run.read,
+                "written": first_run.written,
+                "seconds": round(job_seconds, 1),
+            },
+            "job_second_run": {"read": second_run.read, "written": second_run.written},
+            "job_idle_run": {"read": idle_run.read, "written": idle_run.written},
+            "dead_letters": bench.metrics.totals().get("dead_lettered", 0),
+        }
+
+
+async def one_at_a_time(deliveries: Sequence[Delivery]) -> dict[str, Any]:
+    """One event per batch, for comparison."""
+    async with Bench("naive") as bench:
+        started = time.perf_counter()
+        costs = await bench.replay(deliveries, 1)
+        seconds = time.perf_counter() - started
+        first, last = per_event_by_fifth(costs)
+        return {
+            "events": len(deliveries),
+            "seconds": round(seconds, 1),
+            "events_per_second": round(len(deliveries) / seconds, 1),
+            "commands_per_event_first_fifth": first,
+            "commands_per_event_last_fifth": last,
+        }
 
 
 async def main() -> None:
-    """Generate, run both modes, print the figures."""
+    """Generate, run, print the figures (and write them as JSON if asked)."""
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--customers", type=int, default=300)
+    parser.add_argument("--customers", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--batch-size", type=int, default=500)
-    parser.add_argument("--events", type=int, default=1500)
+    parser.add_argument("--events", type=int, default=0, help="first N events (0: all)")
+    parser.add_argument("--naive-events", type=int, default=300)
+    parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
 
     chain = chain_deliveries(args.customers, args.seed)
-    deliveries = chain[: args.events]
+    deliveries = chain[: args.events] if args.events else chain
     print(
         f"chain: {args.customers} customers, {len(chain)} profile events; "
-        f"both modes run the first {len(deliveries)}"
+        f"replaying {len(deliveries)}"
     )
-
-    seconds, totals = await run(deliveries, args.batch_size, "batch")
+    result: dict[str, Any] = {"customers": args.customers, "seed": args.seed}
+    result["batch"] = await batched(deliveries, args.batch_size)
+    batch = result["batch"]
     print(
-        f"batch ({args.batch_size}/batch): {len(deliveries)} events in {seconds:.1f}s = "
-        f"{len(deliveries) / seconds:,.0f} events/s; {totals}"
+        f"batch ({args.batch_size}/batch): {batch['events']} events in {batch['seconds']}s = "
+        f"{batch['events_per_second']} events/s; commands per event: first fifth "
+        f"{batch['commands_per_event_first_fifth']}, last fifth "
+        f"{batch['commands_per_event_last_fifth']}; queries that would scan: "
+        f"{batch['queries_that_would_scan']}"
     )
-    seconds_naive, totals_naive = await run(deliveries, 1, "naive")
+    print(f"  commands: {batch['commands_by_kind']}")
+    print(f"  /stats: {batch['figures']}")
     print(
-        f"naive (1/batch): {len(deliveries)} events in {seconds_naive:.1f}s = "
-        f"{len(deliveries) / seconds_naive:,.0f} events/s; {totals_naive}"
+        f"  redelivery: {batch['redelivery_seconds']}s, "
+        f"{batch['redelivery_commands_per_event']} commands/event, "
+        f"{batch['redelivery_changed_records']} records changed"
     )
-    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(f"peak RSS: {peak_kib / 1024:.0f} MiB")
+    print(
+        f"  classify_due after the replay: {batch['job_first_run']} (folds everything), "
+        f"then {batch['job_second_run']}, idle {batch['job_idle_run']}"
+    )
+    if args.naive_events:
+        result["one_at_a_time"] = await one_at_a_time(chain[: args.naive_events])
+        naive = result["one_at_a_time"]
+        print(
+            f"one event per batch: {naive['events']} events in {naive['seconds']}s = "
+            f"{naive['events_per_second']} events/s; commands per event: first fifth "
+            f"{naive['commands_per_event_first_fifth']}, last fifth "
+            f"{naive['commands_per_event_last_fifth']}"
+        )
+    result["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    print(f"peak RSS: {result['peak_rss_mib']} MiB")
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2, default=str) + "\n")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from services.profile.leases import Leases
 from services.profile.policy import ProfilePolicy, load_policy
 from services.profile.records import CustomerRecords
 from services.profile.settings import ProfileSettings, key_ring
-from services.profile.store import AUDIT, CUSTOMERS, INDEXES, ProfileStore
+from services.profile.store import AUDIT, INDEXES, ProfileStore
 from services.profile.tallies import Tallies
 from services.profile.views import ProfileViews
 from shared.auth import principal_dependency
@@ -51,7 +51,7 @@ def build_app(
     runtime = build_runtime(SERVICE, settings, database=settings.database, clock=clock)
     storage = runtime.storage
     store = ProfileStore(storage)
-    tallies = Tallies(storage, policy, customers=CUSTOMERS, audit=AUDIT)
+    tallies = Tallies(storage, policy, audit=AUDIT)
     records = CustomerRecords(
         store, tallies, runtime.publisher, vault_from(settings), policy, clock
     )

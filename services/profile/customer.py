@@ -69,6 +69,8 @@ class Customer:
     """Which write stored this version (its publication intent, if it queued changes)."""
     tallies: list[str] = field(default_factory=list)
     """What this version is counted under in the kept counts (``tallies.tally_keys``)."""
+    tally_deltas: list[dict[str, Any]] = field(default_factory=list)
+    """The count deltas of writes whose intents are still open (``tallies``)."""
 
     # -- idempotency ---------------------------------------------------------------------
 

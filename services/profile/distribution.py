@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from decimal import Decimal
 
 from services.profile.classification import ValueThresholds
@@ -80,7 +80,11 @@ def banded_thresholds(counts: Mapping[int, int], policy: ProfilePolicy) -> Value
     )
 
 
-def cut_points(thresholds: ValueThresholds | None) -> tuple[int, ...] | None:
+CutPoints = tuple[int, int, int]
+"""Least spend of the important, major and ordinary classes."""
+
+
+def cut_points(thresholds: ValueThresholds | None) -> CutPoints | None:
     """The cut points that decide value classes (None: nobody is ranked, all are ``none``)."""
     if thresholds is None or thresholds.ranked == 0:
         return None
@@ -88,18 +92,20 @@ def cut_points(thresholds: ValueThresholds | None) -> tuple[int, ...] | None:
 
 
 def affected_bands(
-    before: ValueThresholds | None, after: ValueThresholds, counted: Mapping[int, int]
+    used: Iterable[CutPoints | None], now: CutPoints | None, counted: Mapping[int, int]
 ) -> set[int]:
-    """The counted bands whose customers' value class may differ between two sets of cut points.
+    """The counted bands whose customers may be classified otherwise now than with ``used``.
 
     A customer's class depends only on which cut points their spend reaches, so only
     bands between an old and a new cut point move; when ranking starts or stops, all do.
     """
-    old, new = cut_points(before), cut_points(after)
-    if old is None or new is None:
-        return set(counted) if old != new else set()
     moved: set[int] = set()
-    for a, b in zip(old, new, strict=True):
-        low, high = min(a, b), max(a, b)
-        moved |= {band for band in counted if low <= band_floor(band) < high}
+    for old in set(used):
+        if old == now:
+            continue
+        if old is None or now is None:
+            return set(counted)
+        for a, b in zip(old, now, strict=True):
+            low, high = min(a, b), max(a, b)
+            moved |= {band for band in counted if low <= band_floor(band) < high}
     return moved

@@ -4,10 +4,11 @@ Both cost what is due, not what exists (docs/profile.md, "Costs"):
 
 * ``publish_leftovers`` reads the publication intents filed under the minutes that are
   due (one equality lookup per minute) and republishes those nobody closed;
-* ``classify_due`` folds the records written since its last run into the kept counts,
-  then reclassifies only the records whose classes may have changed: those written with
-  cut points that have moved since, those in the spend bands a cut point moved across,
-  and those whose next time-driven change (filed under its hour) has come.
+* ``classify_due`` folds the delta documents of the minutes since its last run into the
+  kept counts, then reclassifies only the records whose classes may have changed: those
+  in the spend bands between the cut points records were classified with (by the batches
+  just folded, or by its last run) and today's, and those whose next time-driven change
+  (filed under its hour) has come.
 
 Safe with N instances: ``classify_due`` runs under a lease won by a unique-id insert
 (``Leases.claim``); every record change is version-checked; published event ids derive
@@ -21,7 +22,7 @@ from collections.abc import Iterable
 import structlog
 
 from services.profile.classification import ValueThresholds, value_class_of
-from services.profile.distribution import affected_bands
+from services.profile.distribution import affected_bands, cut_points
 from services.profile.leases import Leases
 from services.profile.records import CustomerRecords
 from shared.jobs import JobRun
@@ -38,14 +39,11 @@ async def publish_leftovers(records: CustomerRecords) -> JobRun:
     store, now = records.store, records.clock.now()
     run = JobRun()
     stale = await store.stale_intents(now)
-    run.count(read=len(stale))
+    run.count(read=len(stale), due=len(stale))
     sent = 0
     for intent in stale:
-        found = await store.load(intent["customers"])
-        run.count(read=len(found))
-        sent += await records.publish(found.values())
-        await store.close_intents([intent["_id"]])
-        run.count(written=1)
+        sent += await records.recover(intent)
+        run.count(read=len(intent["customers"]), written=2)
     await store.intent_cursor.settle(now)
     if sent:
         log.info("leftover_changes_published", events=sent, intents=len(stale))
@@ -65,8 +63,12 @@ async def classify_due(records: CustomerRecords, leases: Leases, holder: str) ->
     thresholds = await tallies.thresholds()
     classified_with = await store.classified_with()
     run.count(read=2)
-    due = misclassified(fold.records, thresholds)
-    bands = affected_bands(classified_with, thresholds, await tallies.band_counts())
+    # Records were classified with the cut points of their time: by the last run
+    # (``classified_with``) or by the batches folded now. Only bands between those and
+    # today's cut points can hold a record whose value class is no longer right.
+    used = {*fold.cuts_used, cut_points(classified_with)}
+    bands = affected_bands(used, cut_points(thresholds), await tallies.band_counts())
+    due: set[str] = set()
     if bands:
         members = await store.in_spend_bands(bands)
         run.count(read=len(members))
@@ -76,6 +78,7 @@ async def classify_due(records: CustomerRecords, leases: Leases, holder: str) ->
         run.count(read=len(filed))
         due |= {d["_id"] for d in filed if d.get("next_change_at") and d["next_change_at"] <= now}
     ids = sorted(due)
+    run.count(due=len(ids) + len(fold.cuts_used))
     for start in range(0, len(ids), PAGE):
         if not await leases.claim(CLASSIFY_LEASE, holder, clock.now(), seconds):
             log.warning("classify_lease_lost", holder=holder, done=start, due=len(ids))
@@ -91,7 +94,6 @@ async def classify_due(records: CustomerRecords, leases: Leases, holder: str) ->
         log.info(
             "classes_kept_current",
             reclassified=len(ids),
-            folded=len(fold.records),
             bands_moved=len(bands),
             ranked=thresholds.ranked,
         )

@@ -6,7 +6,8 @@ changes a write queued are published after it and forgotten only once published.
 
 What one call costs (docs/profile.md, "Costs"): one lookup per distinct record (plus
 merge targets), one read of the spend distribution, one write per changed record, one
-intent opened and closed, and lookups of intents this instance has not seen closed.
+intent opened and closed, one delta document inserted (``tallies``), and lookups of
+intents this instance has not seen closed.
 """
 
 from __future__ import annotations
@@ -23,10 +24,19 @@ import structlog
 from services.profile.classification import ValueThresholds
 from services.profile.crypto import PiiVault
 from services.profile.customer import Customer, refresh, twelve_month_spend
-from services.profile.distribution import band_of
+from services.profile.distribution import CutPoints, band_of, cut_points
 from services.profile.policy import ProfilePolicy
 from services.profile.store import AuditEntry, ProfileStore
-from services.profile.tallies import BAND, Tallies, tally_keys
+from services.profile.tallies import (
+    BAND,
+    Counts,
+    Tallies,
+    added,
+    as_pairs,
+    delta_of,
+    from_pairs,
+    tally_keys,
+)
 from shared.clock import Clock
 from shared.contracts import PROFILE_CUSTOMER_CHANGED
 from shared.messaging import EventPublisher
@@ -78,7 +88,7 @@ class CustomerRecords:
         """Append audit entries, counted at once by this instance and by the next fold."""
         now = self.clock.now()
         await self.open(now)
-        await self.store.append_audit(entries, now)
+        await self.store.append_audit(entries, self.tallies.buckets.key(now))
         self.tallies.note_audit(len(entries), now)
 
     async def apply(
@@ -101,13 +111,18 @@ class CustomerRecords:
         extra = set(reclassify)
         written: dict[str, Customer] = {}
         intents: list[str] = []
+        deltas: dict[str, Counts] = {}
+        cuts: dict[str, CutPoints | None] = {}
+        counted_in: dict[str, set[str]] = {}
         while pending or extra:
             write_id = uuid.uuid4().hex
             records = await self._load(
                 {c.customer_id for c in pending} | extra, follow_merges=follow_merges
             )
             await self._forget_published(records)
+            self._count_carried(records, deltas, counted_in)
             counted = {cid: list(r.tallies) for cid, r in records.items()}
+            carried = {cid: list(r.tally_deltas) for cid, r in records.items()}
             phones = {cid: r.phone_index for cid, r in records.items()}
             changed: set[str] = set()
             for change in pending:
@@ -128,20 +143,28 @@ class CustomerRecords:
                     record.version > 0 and before[cid] != _time_dependent(record)
                 ):
                     batch.append(record)
+            if not batch:
+                break
+            for record in batch:
+                cid = record.customer_id
+                own = delta_of(counted[cid], tally_keys(record))
+                record.tally_deltas = carried[cid] + (
+                    [{"w": write_id, "d": as_pairs(own)}] if own else []
+                )
             shared = await self._note_shared_phones(batch, phones, now, saved=False)
-            announcing = [r.customer_id for r in batch if r.outbox]
-            if announcing:
-                await self.store.open_intent(write_id, announcing, now)
-                intents.append(write_id)
+            used = cut_points(classify_with)
+            await self.store.open_intent(write_id, [r.customer_id for r in batch], used, now)
+            intents.append(write_id)
             lost = await self.store.save(batch, now, write_id)
             if lost:
                 log.info("records_changed_concurrently_redoing", customers=len(lost))
             won = [r for r in batch if r.customer_id not in lost]
+            deltas[write_id], cuts[write_id] = {}, used
+            counted_in[write_id] = set()
             for record in won:
                 keys = tally_keys(record)
-                self.tallies.note_written(
-                    record.customer_id, counted[record.customer_id], keys, now
-                )
+                added(deltas[write_id], delta_of(counted[record.customer_id], keys))
+                counted_in[write_id].add(record.customer_id)
                 record.tallies = keys
                 record.last_write_id = write_id
                 record.version += 1
@@ -155,9 +178,26 @@ class CustomerRecords:
                 if self._target(records, c.customer_id, follow_merges).customer_id in lost
             ]
             extra = extra & lost
+        await self.tallies.record(deltas, cuts, self.clock.now())
         await self.publish(written.values())
         await self.store.close_intents(intents)
         return written
+
+    async def recover(self, intent: Mapping[str, Any]) -> int:
+        """Finish a write whose instance stopped: its delta document, then its changes."""
+        write_id = str(intent["_id"])
+        found = await self.store.load(intent["customers"])
+        delta: Counts = {}
+        for record in found.values():
+            for entry in record.tally_deltas:
+                if entry.get("w") == write_id:
+                    added(delta, from_pairs(entry.get("d")))
+        cut = intent.get("cuts")
+        used = (int(cut[0]), int(cut[1]), int(cut[2])) if cut else None
+        await self.tallies.record({write_id: delta}, {write_id: used}, self.clock.now())
+        sent = await self.publish(found.values())
+        await self.store.close_intents([write_id])
+        return sent
 
     async def publish(self, records: Iterable[Customer]) -> int:
         """Publish the queued changes of these records (waiting for the broker); how many."""
@@ -174,13 +214,31 @@ class CustomerRecords:
         # A record's outbox is cleared by its next write, not by a write of its own: its
         # entries went out once the intent of the write that stored them is closed (that
         # write published the whole outbox, including entries carried from earlier ones).
-        with_outbox = {cid: r.last_write_id for cid, r in records.items() if r.outbox}
-        if not with_outbox:
+        # A write's delta stays on the record until its intent is closed the same way.
+        asked = {r.last_write_id for r in records.values() if r.outbox and r.last_write_id}
+        asked |= {str(e["w"]) for r in records.values() for e in r.tally_deltas}
+        if not asked:
             return
-        still_open = await self.store.open_intents(w for w in with_outbox.values() if w)
-        for cid, write_id in with_outbox.items():
-            if write_id not in still_open:
-                records[cid].outbox = []
+        still_open = await self.store.open_intents(asked)
+        for record in records.values():
+            if record.outbox and record.last_write_id not in still_open:
+                record.outbox = []
+            record.tally_deltas = [e for e in record.tally_deltas if e["w"] in still_open]
+
+    @staticmethod
+    def _count_carried(
+        records: Mapping[str, Customer],
+        deltas: dict[str, Counts],
+        counted_in: dict[str, set[str]],
+    ) -> None:
+        # A record this call took for lost may have been won and then written again by
+        # another writer (who carried its delta): it still counts for this call's write.
+        for record in records.values():
+            for entry in record.tally_deltas:
+                write_id = str(entry["w"])
+                if write_id in deltas and record.customer_id not in counted_in[write_id]:
+                    added(deltas[write_id], from_pairs(entry.get("d")))
+                    counted_in[write_id].add(record.customer_id)
 
     async def _note_shared_phones(
         self,

@@ -19,9 +19,9 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from services.profile.classification import ValueThresholds
 from services.profile.customer import Customer
-from services.profile.distribution import band_of
+from services.profile.distribution import CutPoints, band_of
 from services.profile.stats import Stats
-from services.profile.tallies import MEMBERS, TALLY_BUCKETS, tally_keys
+from services.profile.tallies import DELTAS, tally_keys
 from shared.schedule import DueBuckets, DueCursor
 from shared.storage import DUPLICATE_KEY, Document, IndexSpec, Storage, Update
 
@@ -47,12 +47,11 @@ INDEXES = (
     IndexSpec(CUSTOMERS, [("segment_slots", 1)], name="customers_by_segment_slot"),
     IndexSpec(CUSTOMERS, [("spend_band", 1)], name="customers_by_spend_band"),
     IndexSpec(CUSTOMERS, [("due_bucket", 1)], name="customers_by_due_bucket"),
-    IndexSpec(CUSTOMERS, [("tally_bucket", 1)], name="customers_by_tally_bucket"),
     IndexSpec(CUSTOMERS, [("contact_review_due", 1)], name="customers_by_contact_review"),
     IndexSpec(AUDIT, [("customer_id", 1), ("at", 1)], name="audit_by_customer"),
     IndexSpec(AUDIT, [("tally_bucket", 1)], name="audit_by_tally_bucket"),
     IndexSpec(INTENTS, [("due_bucket", 1)], name="intents_by_due_bucket"),
-    IndexSpec(MEMBERS, [("seq", 1)], name="tally_members_by_fold"),
+    IndexSpec(DELTAS, [("bucket", 1)], name="tally_deltas_by_bucket"),
 )
 
 
@@ -67,7 +66,6 @@ def to_document(
     write_id: str,
     now: datetime,
     due_buckets: DueBuckets = DUE_BUCKETS,
-    tally_buckets: DueBuckets = TALLY_BUCKETS,
 ) -> Document:
     """The stored form of a record at its next version, with the keys it is found by."""
     segments = customer.segments()
@@ -104,7 +102,7 @@ def to_document(
         if customer.next_change_at is not None and active
         else None,
         "tallies": tally_keys(customer),
-        "tally_bucket": tally_buckets.key(now),
+        "tally_deltas": customer.tally_deltas,
         "published": customer.published,
         "processed": customer.processed,
         "outbox": customer.outbox,
@@ -155,6 +153,7 @@ def from_document(doc: Document) -> Customer:
         updated_at=doc.get("updated_at"),
         last_write_id=doc.get("write_id"),
         tallies=list(doc.get("tallies") or []),
+        tally_deltas=list(doc.get("tally_deltas") or []),
     )
 
 
@@ -197,13 +196,11 @@ class ProfileStore:
         storage: Storage,
         *,
         due_buckets: DueBuckets = DUE_BUCKETS,
-        tally_buckets: DueBuckets = TALLY_BUCKETS,
     ) -> None:
         self.storage = storage
         self.customers = storage[CUSTOMERS]
         self.audit = storage[AUDIT]
         self.due_buckets = due_buckets
-        self.tally_buckets = tally_buckets
         self.due_cursor = DueCursor(storage, "classify_due", due_buckets)
         self.intent_cursor = DueCursor(storage, "publication_intents", INTENT_BUCKETS)
         self._closed_intents: dict[str, None] = {}
@@ -236,7 +233,6 @@ class ProfileStore:
                 write_id=write_id,
                 now=now,
                 due_buckets=self.due_buckets,
-                tally_buckets=self.tally_buckets,
             )
             if customer.version == 0:
                 # A new record: inserted only if still absent (another writer may have won).
@@ -331,11 +327,23 @@ class ProfileStore:
 
     # -- publication intents -------------------------------------------------------------
 
-    async def open_intent(self, write_id: str, customer_ids: Sequence[str], now: datetime) -> None:
-        """Note, before writing them, the records whose queued changes are about to go out."""
+    async def open_intent(
+        self,
+        write_id: str,
+        customer_ids: Sequence[str],
+        cuts: CutPoints | None,
+        now: datetime,
+    ) -> None:
+        """Note, before writing them, the records whose changes and deltas are about to go out."""
         due = INTENT_BUCKETS.key_for(now + INTENT_GRACE, now)
         await self.storage[INTENTS].insert_one(
-            {"_id": write_id, "customers": list(customer_ids), "at": now, "due_bucket": due}
+            {
+                "_id": write_id,
+                "customers": list(customer_ids),
+                "cuts": list(cuts) if cuts else None,
+                "at": now,
+                "due_bucket": due,
+            }
         )
 
     async def close_intents(self, write_ids: Sequence[str]) -> None:
@@ -413,11 +421,10 @@ class ProfileStore:
 
     # -- audit ---------------------------------------------------------------------------
 
-    async def append_audit(self, entries: Sequence[AuditEntry], now: datetime) -> None:
-        """Append audit entries (never updated or deleted by the service)."""
+    async def append_audit(self, entries: Sequence[AuditEntry], tally_bucket: str) -> None:
+        """Append audit entries (never updated or deleted by the service), filed for the fold."""
         if entries:
-            bucket = self.tally_buckets.key(now)
-            await self.audit.insert_many([e.to_document(bucket) for e in entries])
+            await self.audit.insert_many([e.to_document(tally_bucket) for e in entries])
 
     async def audit_of(self, customer_id: str) -> list[Document]:
         """The audit trail of one customer, oldest first."""

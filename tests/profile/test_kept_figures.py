@@ -35,6 +35,7 @@ from services.profile.distribution import (
     band_floor,
     band_of,
     banded_thresholds,
+    cut_points,
 )
 from services.profile.policy import ProfilePolicy
 from services.profile.tallies import TallyView, moved
@@ -240,7 +241,7 @@ def test_the_bands_a_cut_point_move_names_hold_everyone_whose_class_moved(
             after_spends[index] = spend
     counted = Counter(b for s in after_spends if (b := band_of(s)) is not None)
     after = banded_thresholds(counted, POLICY)
-    named = affected_bands(before, after, counted)
+    named = affected_bands([cut_points(before)], cut_points(after), counted)
     for spend in after_spends:
         if value_class_of(spend, before) != value_class_of(spend, after):
             assert band_of(spend) in named
@@ -248,46 +249,44 @@ def test_the_bands_a_cut_point_move_names_hold_everyone_whose_class_moved(
 
 # -- this instance's view of the kept counts ----------------------------------------------
 
-key_sets = st.lists(st.sampled_from(["status:active", "registered", "band:7", "band:9", "x"]))
+keys = st.sampled_from(["status:active", "registered", "band:7", "band:9", "audit_entries"])
 
 
 @settings(max_examples=300, deadline=None)
 @given(
     st.lists(
         st.one_of(
-            st.tuples(st.just("write"), st.integers(0, 5), key_sets),
-            st.tuples(st.just("tick"), st.just(0), st.just([])),
-            st.tuples(st.just("fold"), st.integers(0, 3), st.just([])),
+            st.tuples(st.just("delta"), st.dictionaries(keys, st.integers(-3, 3))),
+            st.tuples(st.just("tick"), st.just({})),
+            st.tuples(st.just("fold"), st.dictionaries(st.just("lag"), st.integers(0, 3))),
         ),
         max_size=60,
     )
 )
-def test_folded_counts_plus_own_changes_equal_a_recount(
-    operations: list[tuple[str, int, list[str]]],
+def test_folded_counts_plus_own_deltas_equal_the_sum_of_every_delta(
+    operations: list[tuple[str, dict[str, int]]],
 ) -> None:
     view = TallyView()
     bucket = 0
-    records: dict[str, tuple[list[str], int]] = {}
-    members: dict[str, list[str]] = {}
+    filed: list[tuple[int, dict[str, int]]] = []
     summary: dict[str, int] = {}
-    for kind, n, keys in operations:
-        if kind == "write":
-            cid = f"C{n}"
-            loaded = records.get(cid, ([], 0))[0]
-            view.note(cid, loaded, sorted(keys), f"{bucket:04d}")
-            records[cid] = (sorted(keys), bucket)
+    folded = -1
+    for kind, payload in operations:
+        if kind == "delta":
+            view.note(f"{bucket:04d}", payload)
+            filed.append((bucket, payload))
         elif kind == "tick":
             bucket += 1
         else:
-            through = bucket - 1 - n
-            for cid, (keys_now, written_in) in records.items():
-                if written_in <= through:
-                    members[cid] = keys_now
+            through = folded = max(folded, bucket - 1 - payload.get("lag", 0))  # never back
             summary = {}
-            for keys_now in members.values():
-                moved(summary, keys_now, +1)
+            for filed_in, delta in filed:
+                if filed_in <= through:
+                    for key, n in delta.items():
+                        moved(summary, [key], n)
             view.forget_through(f"{through:04d}")
-        recount: dict[str, int] = {}
-        for keys_now, _ in records.values():
-            moved(recount, keys_now, +1)
-        assert view.added_to(summary) == recount
+        everything: dict[str, int] = {}
+        for _, delta in filed:
+            for key, n in delta.items():
+                moved(everything, [key], n)
+        assert view.added_to(summary) == everything
