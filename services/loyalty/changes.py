@@ -286,6 +286,7 @@ class AccountChanges:
         notes = await self._store.due_in(JOURNAL, keys)
         run.count(read=1 + len(notes))
         late = [n for n in notes if n["due_at"] <= now]
+        run.count(due=len(late))
         claims = [claim_key(c) for n in late for c in n["claims"]]
         versions = await self._store.account_versions({cid for cid, _ in claims})
         run.count(read=len(versions))
@@ -306,7 +307,7 @@ class AccountChanges:
         now = self._wall.now()
         until = now - CLAIM_RETENTION - HOURS.width
         keys = await self.claims_pruned.keys_to_read(until)
-        run = JobRun(read=1)
+        run = JobRun(read=1, due=len(keys))
 
         async def prune(key: str) -> int:
             claims = await self._storage[CLAIMS].delete_many({"prune_bucket": key})

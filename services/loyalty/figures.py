@@ -157,7 +157,7 @@ class FigureBook:
         while through < target:
             upto = min(target, through + STEP_BUCKETS)
             delta, read = await self._gather(list(range(through + 1, upto + 1)))
-            run.count(read=read)
+            run.count(read=read, due=upto - through)
             step = {
                 "_id": f"after:{through}",
                 "through": upto,

@@ -85,6 +85,7 @@ class LoyaltyJobs:
         now = self._clock.now()
         keys = await self.expiries_due.keys_to_read(now)
         items, members, run = await self._due(EXPIRY_DUE, keys)
+        run.count(due=len(items))
         points, changed = await self._accounts.expire_due(members, now)
         run += changed
         run.count(written=await self._store.forget(EXPIRY_DUE, [i["_id"] for i in items]))
@@ -113,6 +114,7 @@ class LoyaltyJobs:
             for a in accounts.values()
             if a.tier_due_bucket in keys and a.tier_due_at is not None and a.tier_due_at <= now
         ]
+        run.count(due=len(due))
         run += await self._accounts.evaluate_scheduled(due, now)
         # An item stays only while its member is filed under it and not yet due.
         waiting = {
@@ -132,7 +134,7 @@ class LoyaltyJobs:
         if await self._store.state(TIER_POLICY) == fingerprint:
             return run
         async for page in self._store.member_ids():
-            run.count(read=len(page))
+            run.count(read=len(page), due=len(page))
             run += await self._accounts.evaluate_scheduled(page, now)
         await self._store.set_state(TIER_POLICY, fingerprint)
         log.info("tier_rules_changed_every_member_evaluated", read=run.read)
