@@ -258,16 +258,6 @@ class LoyaltyAccount:
             "tier_due_bucket": self.tier_due_bucket,
         }
 
-    def to_document(self) -> Document:
-        """The whole document of a new account."""
-        return {
-            "_id": self.customer_id,
-            "version": self.version,
-            "opened_at": self.opened_at,
-            "updated_at": self.updated_at or self.opened_at,
-            **self.fields(),
-        }
-
     def document_as_read(self) -> Document:
         """The whole document as it was read (for a fresh account: as it is first inserted)."""
         return {
