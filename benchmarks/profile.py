@@ -107,25 +107,31 @@ class Bench:
         await self.mongo.close()
         await self.broker.stop()
 
-    async def replay(self, deliveries: Sequence[Delivery], size: int) -> list[tuple[int, int]]:
-        """Process in batches; (events, commands) of each batch."""
+    async def replay(
+        self, deliveries: Sequence[Delivery], size: int
+    ) -> list[tuple[int, int, float]]:
+        """Process in batches; (events, commands, seconds) of each batch."""
         costs = []
         for start in range(0, len(deliveries), size):
             batch = deliveries[start : start + size]
             self.log.clear()
+            started = time.perf_counter()
             await self.processor.process(batch)
-            costs.append((len(batch), self.log.total()))
+            costs.append((len(batch), self.log.total(), time.perf_counter() - started))
             self.clock.advance(BATCH_GAP)
         return costs
 
 
-def per_event_by_fifth(costs: Sequence[tuple[int, int]]) -> tuple[float, float]:
-    """Commands per event in the first and the last fifth of the replay (by batches)."""
+def per_event_by_fifth(
+    costs: Sequence[tuple[int, int, float]], column: int = 1
+) -> tuple[float, float]:
+    """Commands (or milliseconds) per event in the first and the last fifth of the replay."""
     fifth = max(1, len(costs) // 5)
+    scale = 1000 if column == 2 else 1
 
-    def rate(part: Sequence[tuple[int, int]]) -> float:
-        events = sum(e for e, _ in part)
-        return round(sum(c for _, c in part) / events, 3) if events else 0.0
+    def rate(part: Sequence[tuple[int, int, float]]) -> float:
+        events = sum(c[0] for c in part)
+        return round(sum(c[column] for c in part) * scale / events, 3) if events else 0.0
 
     return rate(costs[:fifth]), rate(costs[-fifth:])
 
@@ -138,6 +144,7 @@ async def batched(deliveries: Sequence[Delivery], size: int) -> dict[str, Any]:
         seconds = time.perf_counter() - started
         scans = bench.log.scans(indexed_fields(INDEXES))
         first, last = per_event_by_fifth(costs)
+        first_ms, last_ms = per_event_by_fifth(costs, column=2)
         commands = Counter(bench.log.counts)
         views = ProfileViews(bench.records)
         figures = await views.head_office_figures()
@@ -164,13 +171,15 @@ async def batched(deliveries: Sequence[Delivery], size: int) -> dict[str, Any]:
             "events_per_second": round(len(deliveries) / seconds, 1),
             "commands_per_event_first_fifth": first,
             "commands_per_event_last_fifth": last,
-            "commands_by_kind": dict(sorted(commands.items())),
+            "ms_per_event_first_fifth": first_ms,
+            "ms_per_event_last_fifth": last_ms,
+            "commands_by_kind_last_batch": dict(sorted(commands.items())),
             "queries_that_would_scan": len(scans),
             "records": len(versions),
             "figures": figures,
             "redelivery_seconds": round(redelivery_seconds, 2),
             "redelivery_commands_per_event": round(
-                sum(c for _, c in redelivery) / max(1, len(deliveries)), 3
+                sum(c[1] for c in redelivery) / max(1, len(deliveries)), 3
             ),
             "redelivery_changed_records": sum(after) - sum(versions),
             "job_first_run": {
@@ -227,7 +236,11 @@ async def main() -> None:
         f"{batch['commands_per_event_last_fifth']}; queries that would scan: "
         f"{batch['queries_that_would_scan']}"
     )
-    print(f"  commands: {batch['commands_by_kind']}")
+    print(
+        f"  ms per event (wall clock, noisy): first fifth {batch['ms_per_event_first_fifth']}, "
+        f"last fifth {batch['ms_per_event_last_fifth']}; last batch's commands: "
+        f"{batch['commands_by_kind_last_batch']}"
+    )
     print(f"  /stats: {batch['figures']}")
     print(
         f"  redelivery: {batch['redelivery_seconds']}s, "

@@ -37,8 +37,9 @@ SEGMENT_SLOTS = 64
 DUE_BUCKETS = DueBuckets(timedelta(hours=1))
 """Records are filed under the hour their classes next change with time alone."""
 INTENT_BUCKETS = DueBuckets(timedelta(minutes=1))
-INTENT_GRACE = timedelta(minutes=1)
-"""An intent older than this belongs to an instance that stopped before publishing."""
+INTENT_GRACE = timedelta(minutes=2)
+"""An intent older than this belongs to an instance that stopped before publishing (longer
+than the client's socket timeout, so a write still in flight is not taken for stopped)."""
 CLOSED_INTENTS_REMEMBERED = 100_000
 
 INDEXES = (
