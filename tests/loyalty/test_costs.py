@@ -14,13 +14,14 @@ from decimal import Decimal
 import httpx
 import pytest
 from fastapi import FastAPI
+from pymongo.asynchronous.database import AsyncDatabase
 
 from services.loyalty.api import loyalty_router
 from services.loyalty.policy import LoyaltyPolicy
 from services.loyalty.store import INDEXES
 from shared.auth import principal_dependency
 from shared.contracts import Event, LoyaltyCommand, Return
-from shared.storage import indexed_fields
+from shared.storage import Document, ServerKind, Storage, indexed_fields
 from tests.factories import CHINA, purchase
 from tests.loyalty.helpers import SECRET, Rig, auth, built_rig, inbound
 
@@ -159,3 +160,24 @@ async def test_figures_and_routes_read_no_whole_collection(rig: Rig) -> None:
         # Folded totals: a request reads a pointer and a few buckets, not the ledger.
         assert rig.log.total() <= stats_commands + 2
         assert rig.log.scans(INDEXED) == []
+
+
+class MongoPath(Storage):
+    """The access paths loyalty takes on MongoDB ($in, bulk writes), here on FerretDB."""
+
+    def __init__(self, db: AsyncDatabase[Document]) -> None:
+        super().__init__(db, kind=ServerKind.MONGODB)
+
+
+async def test_both_access_paths_keep_the_same_books(
+    infra: dict[str, str], database_name: str
+) -> None:
+    books = []
+    for n, kind in enumerate((Storage, MongoPath)):
+        async with built_rig(infra, f"{database_name}_{n}", POLICY, START, kind) as rig:
+            for day in range(4):
+                await trade(rig, day)
+            accounts = await rig.store.accounts(f"M{m}" for m in range(MEMBERS))
+            books.append({c: (a.version, a.fields()) for c, a in accounts.items()})
+            await rig.storage.db.client.drop_database(f"{database_name}_{n}")
+    assert books[0] == books[1] and len(books[0]) == MEMBERS
