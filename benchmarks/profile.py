@@ -8,8 +8,10 @@ running FerretDB/MongoDB and Kafka on the profile events of a generated chain, i
 on a fresh database, with every command counted (``CommandLog``). Prints events per second,
 commands per event in the first and the last fifth of the replay (the cost must not grow
 with history), whether any query would scan a whole collection, the cost of redelivering
-everything, what the classification job touches after the replay, one event per batch on
-the first ``--naive-events`` events for comparison, and the peak RSS.
+everything, what the classification job touches during the replay (run every
+``--job-every`` batches, a simulated minute) and after it, whether every value class is
+current afterwards and how banded classes compare with exact ranking, one event per batch
+on the first ``--naive-events`` events for comparison, and the peak RSS.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from services.profile.app import vault_from
+from services.profile.classification import value_class_of, value_thresholds
 from services.profile.handlers import SUBSCRIBED_TOPICS, on_batch
 from services.profile.jobs import classify_due
 from services.profile.leases import Leases
@@ -41,6 +44,7 @@ from services.profile.tallies import Tallies
 from services.profile.views import ProfileViews
 from shared.clock import FixedClock
 from shared.contracts import PROFILE_CUSTOMER_CHANGED, dlq_topic
+from shared.jobs import JobRun
 from shared.messaging import BatchProcessor, ConsumerMetrics, Delivery, EventPublisher, make_broker
 from shared.storage import CommandLog, Storage, ensure_indexes, indexed_fields, mongo_client
 from tools.samplechain import generate_chain
@@ -49,7 +53,7 @@ from tools.topics import create_topics
 KAFKA = os.environ.get("HUITOU_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
 MONGO = os.environ.get("HUITOU_MONGO_URI", "mongodb://127.0.0.1:27017")
 BATCH_GAP = timedelta(seconds=2)
-"""How far the benchmark's clock moves per batch (records are filed by the minute)."""
+"""How far the benchmark's clock moves per batch (deltas are filed by the minute)."""
 
 
 def chain_deliveries(customers: int, seed: int) -> list[Delivery]:
@@ -108,18 +112,44 @@ class Bench:
         await self.broker.stop()
 
     async def replay(
-        self, deliveries: Sequence[Delivery], size: int
+        self, deliveries: Sequence[Delivery], size: int, *, job_every: int = 0
     ) -> list[tuple[int, int, float]]:
-        """Process in batches; (events, commands, seconds) of each batch."""
+        """Process in batches (running the job every ``job_every``); (events, commands, s)."""
         costs = []
-        for start in range(0, len(deliveries), size):
+        self.job_runs: list[JobRun] = []
+        leases = Leases(self.storage)
+        for n, start in enumerate(range(0, len(deliveries), size), start=1):
             batch = deliveries[start : start + size]
             self.log.clear()
             started = time.perf_counter()
             await self.processor.process(batch)
             costs.append((len(batch), self.log.total(), time.perf_counter() - started))
             self.clock.advance(BATCH_GAP)
+            if job_every and n % job_every == 0:
+                self.job_runs.append(await classify_due(self.records, leases, "bench"))
         return costs
+
+    async def classes_checked(self) -> dict[str, int]:
+        """Every record's value class against the kept cut points and against exact ranking.
+
+        Reads every record: a measurement of the benchmark, never something the service does.
+        """
+        thresholds = await self.records.tallies.thresholds()
+        docs = [
+            (d["spend_12m_minor"], (d.get("classes") or {}).get("value_class"))
+            async for d in self.storage[CUSTOMERS].find({"status": "active"})
+        ]
+        exact = value_thresholds(sorted((s for s, _ in docs), reverse=True), self.records.policy)
+        return {
+            "active": len(docs),
+            "ranked": thresholds.ranked,
+            "value_class_not_current": sum(
+                value_class_of(s, thresholds) != stored for s, stored in docs
+            ),
+            "banded_differs_from_exact_ranking": sum(
+                value_class_of(s, thresholds) != value_class_of(s, exact) for s, _ in docs
+            ),
+        }
 
 
 def per_event_by_fifth(
@@ -136,12 +166,13 @@ def per_event_by_fifth(
     return rate(costs[:fifth]), rate(costs[-fifth:])
 
 
-async def batched(deliveries: Sequence[Delivery], size: int) -> dict[str, Any]:
-    """The batch consumer on the whole replay, its redelivery, and the job after it."""
+async def batched(deliveries: Sequence[Delivery], size: int, job_every: int) -> dict[str, Any]:
+    """The batch consumer on the whole replay (the job running as in the service), after it."""
     async with Bench("batch") as bench:
         started = time.perf_counter()
-        costs = await bench.replay(deliveries, size)
+        costs = await bench.replay(deliveries, size, job_every=job_every)
         seconds = time.perf_counter() - started
+        during = bench.job_runs
         scans = bench.log.scans(indexed_fields(INDEXES))
         first, last = per_event_by_fifth(costs)
         first_ms, last_ms = per_event_by_fifth(costs, column=2)
@@ -164,6 +195,7 @@ async def batched(deliveries: Sequence[Delivery], size: int) -> dict[str, Any]:
         second_run = await classify_due(bench.records, leases, "bench")
         bench.clock.advance(timedelta(minutes=3))
         idle_run = await classify_due(bench.records, leases, "bench")
+        checked = await bench.classes_checked()
         return {
             "events": len(deliveries),
             "batch_size": size,
@@ -189,6 +221,14 @@ async def batched(deliveries: Sequence[Delivery], size: int) -> dict[str, Any]:
             },
             "job_second_run": {"read": second_run.read, "written": second_run.written},
             "job_idle_run": {"read": idle_run.read, "written": idle_run.written},
+            "job_during_replay": {
+                "runs": len(during),
+                "read": sum(r.read for r in during),
+                "written": sum(r.written for r in during),
+                "due": sum(r.due for r in during),
+                "most_read_in_a_run": max((r.read for r in during), default=0),
+            },
+            "classes_after": checked,
             "dead_letters": bench.metrics.totals().get("dead_lettered", 0),
         }
 
@@ -217,6 +257,9 @@ async def main() -> None:
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--events", type=int, default=0, help="first N events (0: all)")
     parser.add_argument("--naive-events", type=int, default=300)
+    parser.add_argument(
+        "--job-every", type=int, default=30, help="batches between job runs (30: a minute)"
+    )
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
 
@@ -227,7 +270,7 @@ async def main() -> None:
         f"replaying {len(deliveries)}"
     )
     result: dict[str, Any] = {"customers": args.customers, "seed": args.seed}
-    result["batch"] = await batched(deliveries, args.batch_size)
+    result["batch"] = await batched(deliveries, args.batch_size, args.job_every)
     batch = result["batch"]
     print(
         f"batch ({args.batch_size}/batch): {batch['events']} events in {batch['seconds']}s = "
@@ -251,6 +294,8 @@ async def main() -> None:
         f"  classify_due after the replay: {batch['job_first_run']} (folds everything), "
         f"then {batch['job_second_run']}, idle {batch['job_idle_run']}"
     )
+    print(f"  classify_due during the replay: {batch['job_during_replay']}")
+    print(f"  value classes after: {batch['classes_after']}")
     if args.naive_events:
         result["one_at_a_time"] = await one_at_a_time(chain[: args.naive_events])
         naive = result["one_at_a_time"]
