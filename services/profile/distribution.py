@@ -92,19 +92,19 @@ def cut_points(thresholds: ValueThresholds | None) -> CutPoints | None:
 
 
 def affected_bands(
-    used: Iterable[CutPoints | None], now: CutPoints | None, counted: Mapping[int, int]
+    used: Iterable[CutPoints], now: CutPoints | None, counted: Mapping[int, int]
 ) -> set[int]:
     """The counted bands whose customers may be classified otherwise now than with ``used``.
 
     A customer's class depends only on which cut points their spend reaches, so only
-    bands between an old and a new cut point move; when ranking starts or stops, all do.
+    bands between an old and a new cut point move. A record classified while nobody was
+    ranked had no spend itself (its own spend is in the distribution it is classified
+    with), so such records never need this; without ranking now, nobody has spend.
     """
     moved: set[int] = set()
+    if now is None:
+        return moved
     for old in set(used):
-        if old == now:
-            continue
-        if old is None or now is None:
-            return set(counted)
         for a, b in zip(old, now, strict=True):
             low, high = min(a, b), max(a, b)
             moved |= {band for band in counted if low <= band_floor(band) < high}

@@ -64,9 +64,11 @@ async def classify_due(records: CustomerRecords, leases: Leases, holder: str) ->
     classified_with = await store.classified_with()
     run.count(read=2)
     # Records were classified with the cut points of their time: by the last run
-    # (``classified_with``) or by the batches folded now. Only bands between those and
-    # today's cut points can hold a record whose value class is no longer right.
-    used = {*fold.cuts_used, cut_points(classified_with)}
+    # (``classified_with``), by the batches folded now or by this instance's batches since.
+    # Only bands between those and today's cut points can hold a record whose value class
+    # is no longer right.
+    last = cut_points(classified_with)
+    used = fold.cuts_used | tallies.view.cuts_used() | ({last} if last else set())
     bands = affected_bands(used, cut_points(thresholds), await tallies.band_counts())
     due: set[str] = set()
     if bands:
@@ -87,9 +89,10 @@ async def classify_due(records: CustomerRecords, leases: Leases, holder: str) ->
         written = await records.apply([], reclassify=page, thresholds=thresholds)
         run.count(read=len(page), written=len(written))
     await store.save_classified_with(thresholds, now)
+    await tallies.reconciled(fold.cuts_used)
     await store.due_cursor.settle(now)
     await leases.finish(CLASSIFY_LEASE, holder, clock.now())
-    run.count(written=2)
+    run.count(written=3)
     if ids:
         log.info(
             "classes_kept_current",

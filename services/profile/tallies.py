@@ -19,7 +19,9 @@ that are inserted once and folded by one job at a time:
 * the fold (``Tallies.fold``, under the classification lease) sums the delta documents
   of the minutes that ended more than ``FOLD_GRACE`` ago into one summary document,
   written in one update with the last minute folded: a fold that stops is redone whole.
-  The counts equal a recount of the records up to the folded minute;
+  The counts equal a recount of the records up to the folded minute. The cut points the
+  folded batches classified with stay in the summary until the job has reconciled the
+  records they may have left behind (``reconciled``);
 * between folds, each instance adds its own delta documents since (``TallyView``), so its
   own changes count at once; other instances' count from the next fold.
 """
@@ -122,10 +124,17 @@ class TallyView:
 
     def __init__(self) -> None:
         self._pending: dict[str, Counts] = {}
+        self._cuts: dict[str, set[CutPoints]] = {}
 
-    def note(self, bucket: str, delta: Mapping[str, int]) -> None:
-        """A delta filed under ``bucket`` (not folded yet)."""
+    def note(self, bucket: str, delta: Mapping[str, int], cuts: CutPoints | None = None) -> None:
+        """A delta filed under ``bucket`` (not folded yet), and the cut points it used."""
         added(self._pending.setdefault(bucket, {}), delta)
+        if cuts:
+            self._cuts.setdefault(bucket, set()).add(cuts)
+
+    def cuts_used(self) -> set[CutPoints]:
+        """Cut points this instance classified with since the last fold."""
+        return {c for cuts in self._cuts.values() for c in cuts}
 
     def forget_through(self, folded_through: str | None) -> None:
         """Forget deltas the folded counts now hold (filed up to ``folded_through``)."""
@@ -133,6 +142,8 @@ class TallyView:
             return
         for bucket in [b for b in self._pending if b <= folded_through]:
             del self._pending[bucket]
+        for bucket in [b for b in self._cuts if b <= folded_through]:
+            del self._cuts[bucket]
 
     def added_to(self, folded: Mapping[str, int], prefix: str = "") -> Counts:
         """Folded counts (of keys starting with ``prefix``) with this instance's deltas added."""
@@ -149,7 +160,7 @@ class Fold:
     read: int = 0
     written: int = 0
     folded_through: str | None = None
-    cuts_used: set[CutPoints | None] = field(default_factory=set)
+    cuts_used: set[CutPoints] = field(default_factory=set)
 
 
 class Tallies:
@@ -224,9 +235,10 @@ class Tallies:
                 }
             )
         inserted = await self.storage.insert_once(DELTAS, docs)
-        written = list(deltas.values())
+        written = list(deltas.items())
         for position in inserted:
-            self.view.note(bucket, written[position])
+            write_id, delta = written[position]
+            self.view.note(bucket, delta, cuts.get(write_id))
 
     def note_audit(self, entries: int, now: datetime) -> None:
         """Audit entries were appended at ``now``."""
@@ -241,6 +253,7 @@ class Tallies:
             summary = await self.storage[SUMMARY].find_one({"_id": SUMMARY_ID})
             assert summary is not None
         result.read += 1
+        result.cuts_used = _cut_set(summary.get("pending_cuts"))
         settled = str(summary["folded_through"])
         keys = self.buckets.keys_after(settled, now - self.grace - self.buckets.width, first=now)
         keys = keys[:MAX_BUCKETS_PER_FOLD]
@@ -260,7 +273,8 @@ class Tallies:
         for doc in found:
             added(counts, from_pairs(doc.get("delta")))
             cuts = doc.get("cuts")
-            result.cuts_used.add((int(cuts[0]), int(cuts[1]), int(cuts[2])) if cuts else None)
+            if cuts:  # (a batch that ranked nobody had no spend to classify: nothing to redo)
+                result.cuts_used.add((int(cuts[0]), int(cuts[1]), int(cuts[2])))
         moved(counts, [AUDIT_ENTRIES], audited)
         forgotten = str(summary.get("forgotten_through") or settled)
         summary = {
@@ -269,6 +283,7 @@ class Tallies:
             "folded_through": keys[-1],
             "forgotten_through": forgotten,
             "counts": as_pairs(counts),
+            "pending_cuts": _stored_cuts(result.cuts_used),
             "folded_at": now,
         }
         await self._save_summary(summary)
@@ -290,6 +305,15 @@ class Tallies:
             {"_id": SUMMARY_ID}, {"$max": {"forgotten_through": old[-1]}}
         )
         return len(old)
+
+    async def reconciled(self, cuts: Iterable[CutPoints]) -> None:
+        """Records classified with these cut points are now in line with today's (the job)."""
+        summary = await self.storage[SUMMARY].find_one({"_id": SUMMARY_ID}, {"pending_cuts": 1})
+        pending = _cut_set((summary or {}).get("pending_cuts"))
+        remaining = _stored_cuts(pending - set(cuts))
+        await self.storage[SUMMARY].update_one(
+            {"_id": SUMMARY_ID}, {"$set": {"pending_cuts": remaining}}
+        )
 
     async def _save_summary(self, summary: Document) -> None:
         await self.storage[SUMMARY].replace_one({"_id": SUMMARY_ID}, summary, upsert=True)
@@ -314,3 +338,16 @@ class Tallies:
 
 def _start_of_key(key: str) -> datetime:
     return datetime.strptime(key, "%Y-%m-%dT%H:%M").replace(tzinfo=UTC)
+
+
+def _stored_cuts(cuts: Iterable[CutPoints]) -> list[str]:
+    # "important,major,ordinary": FerretDB stores no nested arrays.
+    return sorted(",".join(str(n) for n in c) for c in cuts)
+
+
+def _cut_set(stored: Iterable[str] | None) -> set[CutPoints]:
+    cuts = set()
+    for text in stored or []:
+        a, b, c = (int(n) for n in text.split(","))
+        cuts.add((a, b, c))
+    return cuts

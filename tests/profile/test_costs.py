@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry
 from pymongo import AsyncMongoClient
 
 from services.profile.app import vault_from
+from services.profile.classification import ValueThresholds, value_class_of
 from services.profile.cleaning import clean_fields
 from services.profile.customer import Customer, record_purchase, register
 from services.profile.distribution import band_of, banded_thresholds
@@ -310,7 +311,7 @@ async def test_jobs_read_what_is_due_or_changed_not_what_exists(instance: Instan
     instance.clock.advance(timedelta(minutes=3))
     first = await classify_due(instance.records, instance.leases, "job")
     existing = await instance.storage[CUSTOMERS].count_documents({})
-    # The first run checks every band (no run classified anything before it).
+    # The first run checks the bands between the cut points of every batch and today's.
     assert existing >= 380 and first.read <= 2 * existing
 
     for _ in range(2):  # (the first run's own reclassifications are folded by the next)
@@ -330,6 +331,43 @@ async def test_jobs_read_what_is_due_or_changed_not_what_exists(instance: Instan
     # Five changed records: their member counts, a few neighbours across a moved cut point.
     assert after_five.read <= 60, after_five
     assert instance.log.scans(INDEXED) == []
+
+
+async def test_another_instance_brings_classes_made_with_old_cut_points_up_to_date(
+    instance: Instance,
+) -> None:
+    # Ten customers, one batch each: the first ones are classified while few are ranked.
+    for n in range(1, 11):
+        sale = purchase(f"spend{n}", customer_id=f"V{n:02d}", total=f"{n * 100}.00", at=NOW)
+        await instance.processor.process(
+            [Delivery(POS_PURCHASES.name, 0, n, f"V{n:02d}".encode(), sale.to_bytes())]
+        )
+
+    async def stale(thresholds: ValueThresholds) -> list[str]:
+        return sorted(
+            [
+                doc["_id"]
+                async for doc in instance.storage[CUSTOMERS].find({"status": "active"})
+                if value_class_of(doc["spend_12m_minor"], thresholds)
+                != doc["classes"]["value_class"]
+            ]
+        )
+
+    other = CustomerRecords(
+        ProfileStore(instance.storage),
+        instance.fresh_tallies(),
+        instance.publisher,
+        instance.records.vault,
+        instance.records.policy,
+        instance.clock,
+    )
+    instance.clock.advance(timedelta(minutes=3))  # the batches' minutes are foldable now
+    await other.tallies.fold(instance.clock.now())
+    final = await other.tallies.thresholds()
+    assert await stale(final) != []
+    run = await classify_due(other, Leases(instance.storage), "other-instance")
+    assert await stale(final) == []
+    assert run.read <= 40
 
 
 async def test_time_alone_moves_classes_through_due_buckets(
