@@ -74,10 +74,33 @@ class BadFact(ValueError):
     """An event carries a fact care cannot read (e.g. a malformed birthday)."""
 
 
+#: What care keeps of profile's published facts; a change setting none of them is skipped.
+_PROFILE_FACTS_KEPT = (
+    "lifecycle",
+    "value_class",
+    "birthday_month",
+    "birthday_day",
+    "home_store_id",
+    "closest_staff_id",
+)
+
+
+def matters_to_care(event: CustomerChanged) -> bool:
+    """True when a profile change touches something care keeps (most reclassifications do not)."""
+    return (
+        event.erased
+        or event.change in ("erased", "merged")
+        or bool(event.consent)
+        or any(getattr(event, name) is not None for name in _PROFILE_FACTS_KEPT)
+    )
+
+
 def customers_of(event: Event) -> list[str]:
-    """The customers an event is about."""
+    """The customers whose views an event needs (none for a change care does not keep)."""
     if isinstance(event, Referral):
         return [event.referrer_id, event.referee_id]
+    if isinstance(event, CustomerChanged) and not matters_to_care(event):
+        return []
     customer_id = getattr(event, "customer_id", None)
     return [customer_id] if isinstance(customer_id, str) else []
 
@@ -113,6 +136,8 @@ class BatchEffects:
     changed: set[str] = field(default_factory=set)
 
     def set(self, view: CustomerView) -> None:
+        if self.views.get(view.customer_id) == view:
+            return  # nothing to write
         self.views[view.customer_id] = view
         self.changed.add(view.customer_id)
 
@@ -140,14 +165,7 @@ def apply_profile_change(view: CustomerView, event: CustomerChanged) -> Customer
     """Non-personal facts profile publishes; only those set in the event change."""
     changes: dict[str, Any] = {
         name: getattr(event, name)
-        for name in (
-            "lifecycle",
-            "value_class",
-            "birthday_month",
-            "birthday_day",
-            "home_store_id",
-            "closest_staff_id",
-        )
+        for name in _PROFILE_FACTS_KEPT
         if getattr(event, name) is not None
     }
     if event.consent:
@@ -326,6 +344,8 @@ def _apply(
     """Apply one event to the batch's views and plans (pure, in memory)."""
     views = effects.views
     if isinstance(event, CustomerChanged):
+        if not matters_to_care(event):
+            return
         view = views[event.customer_id]
         if event.erased or event.change == "erased":
             effects.erased.add(event.customer_id)

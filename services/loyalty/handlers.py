@@ -321,7 +321,7 @@ class BatchWalk:
         account.evaluate(Evaluation("joined", change.occurred_at, change.event_id), self.policy)
 
     def on_profile_change(self, change: CustomerChanged) -> None:
-        if change.change == "erased" or change.erased:
+        if _erases(change):
             self.account(change.customer_id).erase()
 
     def on_referral(self, referral: Referral) -> None:
@@ -373,9 +373,14 @@ class BatchWalk:
 
 
 def customers_of(event: object) -> list[str]:
-    """The customers an event names (their accounts are read before anything else)."""
+    """The customers whose accounts an event needs (read before anything else).
+
+    Of profile's changes only an erasure touches an account: the others need no read.
+    """
     if isinstance(event, Referral):
         return [event.referee_id, event.referrer_id]
+    if isinstance(event, CustomerChanged) and not _erases(event):
+        return []
     customer_id = getattr(event, "customer_id", None)
     return [customer_id] if isinstance(customer_id, str) else []
 
@@ -455,6 +460,10 @@ async def _read_walk(
         counted=set(counted),
     )
     return walk, behind
+
+
+def _erases(change: CustomerChanged) -> bool:
+    return change.change == "erased" or change.erased
 
 
 def _may_reward(account: LoyaltyAccount, purchases: set[str]) -> bool:

@@ -302,6 +302,10 @@ def refresh(
             payload: dict[str, Any] = {"consent": current}
         else:
             payload = {k: v for k, v in current.items() if (before or {}).get(k) != v}
+            if "birthday_day" in payload or "birthday_month" in payload:
+                # A birthday is published whole: a day alone would not say its month.
+                payload["birthday_month"] = current["birthday_month"]
+                payload["birthday_day"] = current["birthday_day"]
         customer.published[change] = dict(current)
         if payload:
             events.append(_changed(customer, change, now, **payload))

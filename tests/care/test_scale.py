@@ -54,7 +54,9 @@ def probe(tag: str) -> list[Event]:
         events.append(registration(cid, at=at, birthday="1990-06-15"))
         events.append(purchase(f"p{tag}-{n}", customer_id=cid, total="100.00", at=at))
         events.append(purchase(f"pr{tag}-{n}", customer_id=f"R-{n}", total="100.00", at=at))
-    events.append(profile_change("R-30", at=at, event_id=f"cls-{tag}", value_class="important"))
+    # Another customer each time: a class that is already kept costs no write.
+    classified = "R-30" if tag == "a" else "R-33"
+    events.append(profile_change(classified, at=at, event_id=f"cls-{tag}", value_class="important"))
     events.append(ticket("R-31", f"T-{tag}", "resolved", at=at))
     events.append(ticket("R-32", f"T-{tag}b", "reopened", at=at))
     return events
@@ -249,3 +251,22 @@ async def test_top_spenders_are_ranked_from_the_spend_kept_per_year(
         assert sorted(v["customer_id"] for v in visits) == ["T-1", "T-2", "T-4"]
         assert run.read <= 1 + 3 * 2 + 10 + 5, run
         assert (await h.planner.run_once()).planned == 0  # once a year
+
+
+async def test_profile_changes_care_does_not_keep_cost_no_read_and_no_write(
+    infra: dict[str, str], prefix: str, database_name: str
+) -> None:
+    async with harness(infra, prefix, database_name, FixedClock(NOW)) as h:
+        assert await h.deliver([registration("K-1", at=NOW)]) == []
+        first = profile_change("K-1", at=NOW, event_id="k1", lifecycle="new")
+        assert await h.deliver([first]) == []
+        h.log.clear()
+        unkept = profile_change(
+            "K-1", at=NOW, event_id="k2", vip_class="vip", frequency_class="frequent", rfm="555"
+        )
+        assert await h.deliver([unkept]) == []
+        assert dict(h.log.counts) == {}
+        # A kept fact that did not move is read, but nothing is written.
+        same = profile_change("K-1", at=NOW, event_id="k3", lifecycle="new")
+        assert await h.deliver([same]) == []
+        assert dict(h.log.counts) == {"find": 1}

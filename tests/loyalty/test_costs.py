@@ -17,10 +17,11 @@ from fastapi import FastAPI
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.loyalty.api import loyalty_router
+from services.loyalty.handlers import customers_of
 from services.loyalty.policy import LoyaltyPolicy
 from services.loyalty.store import INDEXES
 from shared.auth import principal_dependency
-from shared.contracts import Event, LoyaltyCommand, Return
+from shared.contracts import CustomerChanged, Event, LoyaltyCommand, Return
 from shared.storage import Document, ServerKind, Storage, indexed_fields
 from tests.factories import CHINA, purchase
 from tests.loyalty.helpers import SECRET, Rig, auth, built_rig, inbound
@@ -181,3 +182,16 @@ async def test_both_access_paths_keep_the_same_books(
             books.append({c: (a.version, a.fields()) for c, a in accounts.items()})
             await rig.storage.db.client.drop_database(f"{database_name}_{n}")
     assert books[0] == books[1] and len(books[0]) == MEMBERS
+
+
+def test_only_an_erasure_among_profile_changes_needs_the_account() -> None:
+    def change(kind: str, **facts: object) -> CustomerChanged:
+        return CustomerChanged.model_validate(
+            {"event_id": f"e-{kind}", "occurred_at": START, "customer_id": "M1", "change": kind}
+            | facts
+        )
+
+    assert customers_of(change("classified", vip_class="vip", rfm="555")) == []
+    assert customers_of(change("consent_changed", consent={"sms": True})) == []
+    assert customers_of(change("erased", erased=True)) == ["M1"]
+    assert customers_of(purchase("p", customer_id="M1", total="1.00", at=START)) == ["M1"]

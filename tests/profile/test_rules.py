@@ -371,6 +371,16 @@ def test_changes_are_published_only_when_facts_change() -> None:
     assert classified.value_class is None  # unchanged facts are left out
 
 
+def test_a_birthday_day_change_is_published_with_its_month() -> None:
+    customer = registered()
+    refresh(customer, NOW, POLICY, None)
+    customer.birthday_day = 27  # same month (February), another day
+    customer.version = 1
+    updated = next(e for e in refresh(customer, NOW, POLICY, None) if e.change == "profile_updated")
+    assert (updated.birthday_month, updated.birthday_day) == (2, 27)
+    assert updated.home_store_id is None  # unchanged facts are still left out
+
+
 def test_older_consent_never_overrides_a_newer_withdrawal() -> None:
     customer = registered()
     assert set_consent(customer, {"sms": False}, purpose="marketing", at=NOW, source="http")
