@@ -1,6 +1,7 @@
 """Scale benchmark: a chain's year of history replayed into the whole running system.
 
-    python -m benchmarks.scale --customers 25000 [--seed 7] [--steady] [--no-alone]
+    python -m benchmarks.scale --customers 25000 [--seed 7] [--steady]
+        [--no-alone | --alone-limit N]
     ./huitou bench scale --customers 25000 --steady     (on fresh local infrastructure)
 
 Starts every service as its own process (as `./huitou up` does) on a topic prefix and
@@ -17,6 +18,8 @@ that does one ``insert_many`` per batch into the same database reads the service
 topics as they are now, and then the service alone (a fresh consumer group and
 database, nothing else running) reads the same records; the ratio of the two
 events/s says how close the service is to what the broker and database allow.
+``--alone-limit N`` makes both read only the first ~N records (the same share of
+every partition), to keep the comparison short.
 
 Results are also written as JSON to ``benchmarks/results/``.
 """
@@ -468,10 +471,19 @@ async def ceiling(
     return events, time.monotonic() - began
 
 
-async def alone(run: Run, service: str, probe: LagProbe, timeout: float) -> dict[str, Any]:
-    """The service alone against the ceiling on the same records."""
+async def alone(
+    run: Run, service: str, probe: LagProbe, timeout: float, limit: int = 0
+) -> dict[str, Any]:
+    """The service alone against the ceiling on the same records.
+
+    With ``limit``, both read only about that many records: the same share of every
+    partition, from its start.
+    """
     topics = run.topics(service)
     until = await probe.end_offsets(topics)
+    total = sum(until.values())
+    if 0 < limit < total:
+        until = {tp: end * limit // total for tp, end in until.items()}
     records = sum(until.values())
     ceiling_events, ceiling_seconds = await ceiling(topics, until, f"bench_{run.run_id}_ceiling")
     group = f"bench-alone-{run.run_id}-{service}"
@@ -721,7 +733,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         if not args.no_alone:
             result["alone"] = {}
             for service in run.services:
-                result["alone"][service] = await alone(run, service, probe, args.timeout)
+                result["alone"][service] = await alone(
+                    run, service, probe, args.timeout, args.alone_limit
+                )
                 a = result["alone"][service]
                 print(f"{service} alone: {a}")
     finally:
@@ -747,6 +761,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--rate", type=float, default=100.0, help="steady purchases per second")
     parser.add_argument("--steady-seconds", type=float, default=300.0)
     parser.add_argument("--no-alone", action="store_true", help="skip the ceiling comparison")
+    parser.add_argument(
+        "--alone-limit",
+        type=int,
+        default=0,
+        help="records each service alone (and its ceiling) reads, from the start (0: all)",
+    )
     parser.add_argument("--port-base", type=int, default=18100)
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
