@@ -31,7 +31,7 @@ from services.care.moments import (
     on_tier_changed,
     still_worth_planning,
 )
-from services.care.occasions import planning_looks, spend_band
+from services.care.occasions import looks_after_change, spend_band
 from services.care.policy import CarePolicy
 from services.care.rules import CLOSED_TICKET, OPEN_TICKET, CustomerView, is_greetable, to_minor
 from services.care.store import CareStore
@@ -316,12 +316,10 @@ async def _handle(
             rejections.append(Rejection(item.delivery, str(error)))
 
     changed = [effects.views[c] for c in sorted(effects.changed)]
-    looks = [
-        (view.customer_id, at)
-        for view in changed
-        for at in planning_looks(before[view.customer_id], view, policy, now)
-    ]
-    planned = still_worth_planning(effects.planned, policy, now)
+    looked_at, looks = looks_after_change(
+        [(before[view.customer_id], view) for view in changed], policy, now
+    )
+    planned = still_worth_planning(effects.planned, policy, now) + looked_at
     await store.rank(ranking_entries(before, changed, policy))
     await store.schedule(planned, now, tally)
     await store.file_for_planning(looks, now)

@@ -9,14 +9,14 @@ gets on the same day (holidays, season changes) are planned once per occasion.
 from __future__ import annotations
 
 import math
-from collections.abc import Container, Iterable, Mapping
+from collections.abc import Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from services.care.festivals import festivals_between
-from services.care.moments import PlannedOutreach, plan
+from services.care.moments import PlannedOutreach, plan, still_worth_planning
 from services.care.policy import CarePolicy, Kind, Period
 from services.care.rules import CustomerView, at_local, birthday_in, due_on, is_greetable
 
@@ -319,3 +319,36 @@ def planning_looks(
     if later is not None:
         looks.append(later)
     return looks
+
+
+def calendar_of(
+    view: CustomerView, policy: CarePolicy, now: datetime
+) -> tuple[list[PlannedOutreach], datetime | None]:
+    """A look at one customer: the moments within the horizon now, and when to look again."""
+    items = personal_moments(view, policy, now)
+    if is_greetable(view, policy):
+        items.extend(greetings(view, policy, now))
+    return still_worth_planning(items, policy, now), next_look(view, policy, now)
+
+
+def looks_after_change(
+    changes: Sequence[tuple[CustomerView, CustomerView]], policy: CarePolicy, now: datetime
+) -> tuple[list[PlannedOutreach], list[tuple[str, datetime]]]:
+    """The consumer's share of planning for views an event changed: (items, filings).
+
+    A look due now is taken at once on the view in hand, as the planner would take
+    it, so a replayed history files nothing for the planner to read back; only looks
+    for later are filed.
+    """
+    items: list[PlannedOutreach] = []
+    filings: set[tuple[str, datetime]] = set()
+    for before, after in changes:
+        for at in planning_looks(before, after, policy, now):
+            if at > now:
+                filings.add((after.customer_id, at))
+                continue
+            moments, later = calendar_of(after, policy, now)
+            items.extend(moments)
+            if later is not None:
+                filings.add((after.customer_id, later))
+    return items, sorted(filings)

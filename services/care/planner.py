@@ -1,10 +1,9 @@
 """Care's planner: puts calendar moments on the schedule, reading only whom something is due for.
 
 Three sources of work, none of them "every customer":
-1. customers filed for a look (``filings``): the consumer files a customer when an
-   event brings a calendar moment into the horizon, and at the time their next own
-   moment (birthday, cadence period, win-back date) will enter it; each look files
-   the next one;
+1. customers filed for a look (``filings``): the consumer files a customer for the
+   time their next own moment (birthday, cadence period, win-back date) will enter
+   the horizon, and takes a look due at once itself; each look files the next one;
 2. a greeting's day (holiday, season change) entering the horizon: every customer
    who can receive it, once per occasion and time zone (a marker records it);
 3. the yearly ranking of top spenders, read band by band from the top.
@@ -25,16 +24,15 @@ from services.care.counters import StatsCounter, Tally
 from services.care.moments import PlannedOutreach, still_worth_planning
 from services.care.occasions import (
     TOP_BAND,
+    calendar_of,
     greetings,
     greetings_due,
-    next_look,
-    personal_moments,
     spend_band,
     time_zones,
     top_spender_visits,
 )
 from services.care.policy import CarePolicy
-from services.care.rules import CustomerView, is_greetable
+from services.care.rules import CustomerView
 from services.care.store import PLAN_BUCKETS, CareStore
 from shared.clock import Clock
 from shared.jobs import JobRun
@@ -54,16 +52,6 @@ class PlanReport(JobRun):
 
     planned: int = 0
     looked_at: int = 0
-
-
-def calendar_of(
-    view: CustomerView, policy: CarePolicy, now: datetime
-) -> tuple[list[PlannedOutreach], datetime | None]:
-    """A look at one customer: the moments within the horizon now, and when to look again."""
-    items = personal_moments(view, policy, now)
-    if is_greetable(view, policy):
-        items.extend(greetings(view, policy, now))
-    return still_worth_planning(items, policy, now), next_look(view, policy, now)
 
 
 class Planner:

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from services.care.jobs import reading_plan
 from services.care.occasions import (
+    looks_after_change,
     next_look,
     next_period_start,
     personal_moments,
@@ -132,6 +133,26 @@ def test_consent_just_before_a_holiday_asks_for_a_look_now() -> None:
     quiet_week = datetime(2026, 11, 10, 11, 0, tzinfo=SHANGHAI)
     assert planning_looks(silent, consents, POLICY, quiet_week) == []
     assert not is_greetable(CustomerView("C1", consent=ALL_CONSENT, erased=True), POLICY)
+
+
+def test_the_consumer_takes_a_look_due_now_itself_and_files_only_later_ones() -> None:
+    now = datetime(2026, 11, 10, 11, 0, tzinfo=SHANGHAI)
+    before = CustomerView("C1", home_store_id="SH001", consent=ALL_CONSENT)
+    tomorrow = CustomerView(
+        "C1", birthday_month=11, birthday_day=11, home_store_id="SH001", consent=ALL_CONSENT
+    )
+    weekly = CustomerView("C2", value_class="important", home_store_id="SH001")
+    bought = CustomerView(
+        "C2", value_class="important", home_store_id="SH001", last_purchase_at=now
+    )
+    items, filings = looks_after_change([(before, tomorrow), (weekly, bought)], POLICY, now)
+    assert [(i.customer_id, i.kind) for i in items] == [("C1", "birthday")]
+    # Nothing is filed for now; each customer is filed for their next own moment.
+    assert filings == [
+        ("C1", datetime(2027, 11, 9, 0, 0, tzinfo=SHANGHAI)),
+        ("C2", datetime(2026, 11, 16, 0, 0, tzinfo=SHANGHAI)),
+    ]
+    assert looks_after_change([(tomorrow, tomorrow)], POLICY, now) == ([], [])
 
 
 @given(sent=st.integers(0, 7 * 24 * 60 - 1), now=moments_, days=st.integers(1, 30))

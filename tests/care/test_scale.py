@@ -178,14 +178,15 @@ async def test_a_planning_run_reads_only_the_customers_something_is_due_for(
 async def test_holidays_reach_every_consenting_customer_once_and_late_consent_too(
     infra: dict[str, str], prefix: str, database_name: str
 ) -> None:
-    clock = FixedClock(datetime(2026, 9, 23, 11, 0, tzinfo=CHINA))  # Mid-Autumn on the 25th
+    clock = FixedClock(datetime(2026, 9, 18, 11, 0, tzinfo=CHINA))  # Mid-Autumn on the 25th
     async with harness(infra, prefix, database_name, clock) as h:
         no_consent = {"sms": False, "wechat": False, "phone": True}
         await h.deliver(
             [registration(f"G-{n}", at=clock.now()) for n in range(20)]
             + [registration(f"N-{n}", at=clock.now(), consent=no_consent) for n in range(10)]
         )
-        clock.advance(timedelta(minutes=10))
+        assert await h.db[OUTREACH].count_documents({"kind": "holiday"}) == 0
+        clock.advance(timedelta(days=5))  # the greeting enters the two-day horizon
         run = await h.planner.run_once()
         assert run.planned == 20
         holidays = await h.db[OUTREACH].find({"kind": "holiday"}).to_list()
@@ -201,13 +202,14 @@ async def test_holidays_reach_every_consenting_customer_once_and_late_consent_to
         assert again.read <= 20 + 5, again
         assert h.scans() == []
 
-        # A customer who consents later is looked at, and gets the greeting too.
+        # A customer who consents later is looked at by the consumer itself, and gets the
+        # greeting too; the planner has nothing left to do for them.
         consent = registration("N-0", at=clock.now(), consent={"wechat": True})
         await h.deliver([consent.model_copy(update={"event_id": "consent-N-0"})])
+        assert await h.store.item("N-0:holiday:mid_autumn-2026") is not None
         clock.advance(timedelta(minutes=10))
         late = await h.planner.run_once()
-        assert (late.planned, late.looked_at) == (1, 1)
-        assert await h.store.item("N-0:holiday:mid_autumn-2026") is not None
+        assert (late.planned, late.looked_at) == (0, 0)
         assert await h.counter.totals() == await h.from_scratch()
 
 
