@@ -4,21 +4,35 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 from datetime import datetime
 
 from pydantic import Field, field_validator
 from pydantic_core import PydanticCustomError
 
 from shared.contracts.base import Event
-from shared.contracts.topics import SERVICES
+from shared.contracts.topics import DEAD_LETTER_MAX_MESSAGE_BYTES, SERVICES
 from shared.contracts.values import Id
+
+# Room left in a dead-letter message for everything but the payload (the error included).
+_ENVELOPE_BYTES = 64 * 1024
+# The most of the original a letter keeps: its base64 fits the topic's message limit.
+PAYLOAD_LIMIT_BYTES = (DEAD_LETTER_MAX_MESSAGE_BYTES - _ENVELOPE_BYTES) // 4 * 3
+# What a letter keeps when its topic refused the full size (a topic created before the
+# limit was raised): fits a broker's 1 MB default.
+FALLBACK_PAYLOAD_LIMIT_BYTES = 256 * 1024
+ERROR_LIMIT_CHARS = 8 * 1024
 
 
 class DeadLetter(Event):
     """A message a service could not handle (``<service>.dlq.v1``).
 
     ``payload`` is the original message value in base64; ``key`` is the
-    original key, which is also the dead letter's own key.
+    original key, which is also the dead letter's own key. ``payload_bytes`` and
+    ``payload_sha256`` describe the whole original. A record too large for the
+    dead-letter topic keeps only its first ``PAYLOAD_LIMIT_BYTES`` here
+    (``payload_truncated``); the whole is at ``source_topic``/``partition``/``offset``
+    for the input topic's retention, and the digest tells it is the same record.
     """
 
     service: str
@@ -28,6 +42,9 @@ class DeadLetter(Event):
     key: str | None
     payload: str
     error: str
+    payload_bytes: int | None = Field(default=None, ge=0)
+    payload_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    payload_truncated: bool = False
 
     @field_validator("service")
     @classmethod
@@ -59,6 +76,7 @@ class DeadLetter(Event):
         value: bytes | None,
         error: str,
         occurred_at: datetime,
+        payload_limit: int = PAYLOAD_LIMIT_BYTES,
     ) -> DeadLetter:
         """Build the dead letter of a consumed record.
 
@@ -67,6 +85,10 @@ class DeadLetter(Event):
         """
         if isinstance(key, bytes):
             key = key.decode("utf-8", errors="backslashreplace")
+        original = value or b""
+        kept = original[:payload_limit]
+        if len(error) > ERROR_LIMIT_CHARS:
+            error = error[:ERROR_LIMIT_CHARS] + f" … ({len(error)} characters)"
         return cls(
             event_id=f"dlq:{service}:{source_topic}:{partition}:{offset}",
             occurred_at=occurred_at,
@@ -75,12 +97,15 @@ class DeadLetter(Event):
             partition=partition,
             offset=offset,
             key=key,
-            payload=base64.b64encode(value or b"").decode("ascii"),
+            payload=base64.b64encode(kept).decode("ascii"),
             error=error,
+            payload_bytes=len(original),
+            payload_sha256=hashlib.sha256(original).hexdigest(),
+            payload_truncated=len(kept) < len(original),
         )
 
     def original_bytes(self) -> bytes:
-        """Return the original message value."""
+        """Return the original message value (its first part if ``payload_truncated``)."""
         return base64.b64decode(self.payload, validate=True)
 
     def partition_key(self) -> str | None:

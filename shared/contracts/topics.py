@@ -21,6 +21,11 @@ OUTPUT_RETENTION_MS = 30 * DAY_MS
 # Dead letters wait for a human: keep them long enough to survive holidays.
 DLQ_RETENTION_MS = 90 * DAY_MS
 
+# A dead letter carries its record in base64 (+33%) beside the error, so its topic takes
+# messages larger than the broker's default 1 MB: any record an input topic accepted at
+# that default fits whole. The producer may send messages this large.
+DEAD_LETTER_MAX_MESSAGE_BYTES = 2 * 1024 * 1024
+
 # Compacted topics: clean often enough that bootstrap reads stay short.
 COMPACT_MIN_CLEANABLE_DIRTY_RATIO = "0.1"
 COMPACT_SEGMENT_MS = DAY_MS
@@ -41,6 +46,7 @@ class Topic:
     retention_ms: int | None
     description: str
     cleanup_policy: CleanupPolicy = "delete"
+    max_message_bytes: int | None = None
 
     def __str__(self) -> str:
         return self.name
@@ -180,6 +186,7 @@ _DLQ_TOPICS: dict[str, Topic] = {
         partitions=QUEUE_PARTITIONS,
         retention_ms=DLQ_RETENTION_MS,
         description=f"Messages {service} could not handle, with the original bytes and error.",
+        max_message_bytes=DEAD_LETTER_MAX_MESSAGE_BYTES,
     )
     for service in SERVICES
 }
@@ -245,7 +252,10 @@ def kafka_config(topic: Topic) -> dict[str, str]:
             "min.cleanable.dirty.ratio": COMPACT_MIN_CLEANABLE_DIRTY_RATIO,
             "segment.ms": str(COMPACT_SEGMENT_MS),
         }
-    return {
+    config = {
         "cleanup.policy": "delete",
         "retention.ms": "-1" if topic.retention_ms is None else str(topic.retention_ms),
     }
+    if topic.max_message_bytes is not None:
+        config["max.message.bytes"] = str(topic.max_message_bytes)
+    return config

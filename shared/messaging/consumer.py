@@ -28,7 +28,12 @@ from typing import Any, TypeVar
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
-from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
+from aiokafka.errors import (
+    KafkaConnectionError,
+    KafkaError,
+    KafkaTimeoutError,
+    MessageSizeTooLargeError,
+)
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
@@ -37,6 +42,7 @@ from pymongo.errors import ConnectionFailure, OperationFailure
 
 from shared.clock import Clock
 from shared.contracts import ContractError, DeadLetter, Event, Topic, decode, dlq_topic
+from shared.contracts.dead_letter import FALLBACK_PAYLOAD_LIMIT_BYTES, PAYLOAD_LIMIT_BYTES
 from shared.messaging.metrics import ConsumerMetrics
 from shared.messaging.publisher import EventPublisher
 from shared.settings import ServiceSettings
@@ -237,30 +243,45 @@ class BatchProcessor:
         if not rejections:
             return
         now = self._clock.now()
-        letters = [(r.delivery, self._letter(r, now)) for r in rejections]
-        for delivery, letter in letters:
+        letters = [(r, self._letter(r, now)) for r in rejections]
+        for rejection, letter in letters:
             log.warning(
                 "event_dead_lettered",
                 service=self.service,
-                topic=delivery.topic,
-                partition=delivery.partition,
-                offset=delivery.offset,
+                topic=rejection.delivery.topic,
+                partition=rejection.delivery.partition,
+                offset=rejection.delivery.offset,
                 error=letter.error,
             )
 
-        async def publish_all() -> None:
-            await asyncio.gather(
-                *(
-                    self._publisher.publish_raw(self._dlq, d.key, letter.to_bytes())
-                    for d, letter in letters
+        async def publish(rejection: Rejection, letter: DeadLetter) -> None:
+            key = rejection.delivery.key
+            try:
+                await self._publisher.publish_raw(self._dlq, key, letter.to_bytes())
+            except MessageSizeTooLargeError:
+                # The topic takes less than the contract's size: keep less of the record
+                # rather than stall the partition on it.
+                smaller = self._letter(rejection, now, FALLBACK_PAYLOAD_LIMIT_BYTES)
+                log.warning(
+                    "dead_letter_payload_cut",
+                    topic=rejection.delivery.topic,
+                    partition=rejection.delivery.partition,
+                    offset=rejection.delivery.offset,
+                    kept_bytes=FALLBACK_PAYLOAD_LIMIT_BYTES,
+                    payload_bytes=smaller.payload_bytes,
                 )
-            )
+                await self._publisher.publish_raw(self._dlq, key, smaller.to_bytes())
+
+        async def publish_all() -> None:
+            await asyncio.gather(*(publish(r, letter) for r, letter in letters))
 
         await self._retrying("dead_letter", publish_all)
         for topic, n in Counter(r.delivery.topic for r in rejections).items():
             self._metrics.count_dead_lettered(topic, n)
 
-    def _letter(self, rejection: Rejection, now: datetime) -> DeadLetter:
+    def _letter(
+        self, rejection: Rejection, now: datetime, payload_limit: int = PAYLOAD_LIMIT_BYTES
+    ) -> DeadLetter:
         d = rejection.delivery
         return DeadLetter.from_record(
             service=self.service,
@@ -271,6 +292,7 @@ class BatchProcessor:
             value=d.value,
             error=rejection.error,
             occurred_at=now,
+            payload_limit=payload_limit,
         )
 
 

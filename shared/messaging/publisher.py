@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from faststream.kafka import KafkaBroker
 
-from shared.contracts import Event, Topic
+from shared.contracts import DEAD_LETTER_MAX_MESSAGE_BYTES, Event, Topic
 
 
 def make_broker(bootstrap: str, *, client_id: str) -> KafkaBroker:
@@ -19,6 +19,8 @@ def make_broker(bootstrap: str, *, client_id: str) -> KafkaBroker:
         enable_idempotence=True,
         acks="all",
         linger_ms=5,
+        # Dead letters of records near the broker's 1 MB default exceed aiokafka's 1 MB.
+        max_request_size=DEAD_LETTER_MAX_MESSAGE_BYTES + 64 * 1024,
         # FastStream logs every message at INFO; that belongs at DEBUG here.
         log_level=logging.DEBUG,
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
@@ -25,6 +26,7 @@ from shared.contracts import (
     CRM_CUSTOMERS,
     CRM_REFERRALS,
     CUSTOMER_PARTITIONS,
+    DEAD_LETTER_MAX_MESSAGE_BYTES,
     DLQ_TOPICS,
     LOYALTY_COMMANDS,
     LOYALTY_POINTS,
@@ -844,6 +846,7 @@ def test_retention_and_partitions() -> None:
     for topic in DLQ_TOPICS:
         assert topic.retention_ms == 90 * DAY_MS
         assert topic.partitions == QUEUE_PARTITIONS
+        assert kafka_config(topic)["max.message.bytes"] == str(2 * 1024 * 1024)
     assert (CUSTOMER_PARTITIONS, QUEUE_PARTITIONS) == (6, 3)
 
 
@@ -854,6 +857,33 @@ def test_dead_letter_topics() -> None:
     ]
     with pytest.raises(ValueError, match="billing"):
         dlq_topic("billing")
+
+
+def test_a_dead_letter_keeps_the_whole_record_when_it_fits_its_topic() -> None:
+    at = datetime(2026, 12, 3, tzinfo=UTC)
+    fields: dict[str, Any] = dict(
+        service="loyalty", source_topic="pos.purchases.v1", partition=2, offset=7, key=b"C1"
+    )
+    small = DeadLetter.from_record(**fields, value=b"{oops", error="bad", occurred_at=at)
+    assert (small.original_bytes(), small.payload_bytes, small.payload_truncated) == (
+        b"{oops",
+        5,
+        False,
+    )
+    assert small.payload_sha256 == hashlib.sha256(b"{oops").hexdigest()
+    # The largest record a 1 MB input topic takes, with a long error, fits whole.
+    big = b"x" * 1_048_576
+    letter = DeadLetter.from_record(**fields, value=big, error="e" * 100_000, occurred_at=at)
+    assert not letter.payload_truncated and letter.original_bytes() == big
+    assert len(letter.error) < 9_000
+    # A record beyond what the topic takes is cut, its size and digest kept.
+    huge = bytes(range(256)) * 8_000
+    cut = DeadLetter.from_record(**fields, value=huge, error="too big", occurred_at=at)
+    assert cut.payload_truncated and huge.startswith(cut.original_bytes())
+    assert (cut.payload_bytes, cut.payload_sha256) == (len(huge), hashlib.sha256(huge).hexdigest())
+    for each in (letter, cut):
+        assert len(each.to_bytes()) <= DEAD_LETTER_MAX_MESSAGE_BYTES
+        assert DeadLetter.from_bytes(each.to_bytes()) == each
 
 
 def test_department_topics() -> None:
