@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 
@@ -63,6 +64,37 @@ def _broker_check(runtime: Runtime) -> ReadinessCheck:
     return check
 
 
+async def stop_within_deadline(
+    runtime: Runtime, job_runner: JobRunner, on_stopping: Sequence[Hook]
+) -> None:
+    """Stop consuming and the jobs, leave the group, close clients; never past the deadline.
+
+    A batch waiting on a transient failure is given up and rewound (its offsets are not
+    committed); what has not stopped by ``shutdown_seconds`` is abandoned, so a process
+    told to stop always exits.
+    """
+    started = time.monotonic()
+    for processor in runtime.processors:
+        processor.stop()
+
+    async def stop_all() -> None:
+        await job_runner.stop()
+        for hook in on_stopping:
+            await hook()
+        await runtime.broker.stop()
+
+    try:
+        await asyncio.wait_for(stop_all(), timeout=runtime.settings.shutdown_seconds)
+    except TimeoutError:
+        log.error(
+            "shutdown_deadline_passed",
+            service=runtime.service,
+            seconds=runtime.settings.shutdown_seconds,
+        )
+    await runtime.mongo.close()
+    log.info("service_stopped", service=runtime.service, seconds=time.monotonic() - started)
+
+
 def create_service_app(
     runtime: Runtime,
     *,
@@ -87,12 +119,7 @@ def create_service_app(
         try:
             yield
         finally:
-            await job_runner.stop()
-            for hook in on_stopping:
-                await hook()
-            await runtime.broker.stop()
-            await runtime.mongo.close()
-            log.info("service_stopped", service=runtime.service)
+            await stop_within_deadline(runtime, job_runner, on_stopping)
 
     app = FastAPI(title=title, lifespan=lifespan)
     app.include_router(health_router(runtime))

@@ -7,7 +7,7 @@ module-level clients anywhere.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from faststream.kafka import KafkaBroker
 from prometheus_client import CollectorRegistry
@@ -44,6 +44,7 @@ class Runtime:
     registry: CollectorRegistry
     metrics: ConsumerMetrics
     retry: RetryPolicy
+    processors: list[BatchProcessor] = field(default_factory=list)
 
 
 def build_runtime(
@@ -86,4 +87,5 @@ def consume(runtime: Runtime, topics: Sequence[Topic], handle: BatchHandler) -> 
         settings=runtime.settings,
         metrics=runtime.metrics,
     )
+    runtime.processors.append(processor)
     return processor

@@ -33,6 +33,8 @@ class ServiceSettings(BaseSettings):
     consumer_batch_timeout_ms: int = Field(200, ge=1)
     retry_initial_seconds: float = Field(0.2, gt=0)
     retry_max_seconds: float = Field(10.0, gt=0)
+    # SIGTERM to exit: consumers stop retrying at once; this bounds the rest of the shutdown.
+    shutdown_seconds: float = Field(20.0, gt=0)
 
     def topic(self, name: str) -> str:
         """The physical topic name for a contract topic name."""

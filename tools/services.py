@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import ctypes
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,10 +51,36 @@ class ServiceProcess:
         return f"http://127.0.0.1:{self.port}"
 
 
+PR_SET_PDEATHSIG = 1
+
+
+def _tie_to_parent() -> Callable[[], None]:
+    """What the child runs before exec: SIGTERM when the starting process dies (Linux).
+
+    libc's prctl is looked up here, in the parent: the child only calls it.
+    """
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+
+    def tie() -> None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+    return tie
+
+
 def start_services(
-    names: Sequence[str], *, port_base: int, log_dir: Path, env: dict[str, str] | None = None
+    names: Sequence[str],
+    *,
+    port_base: int,
+    log_dir: Path,
+    env: dict[str, str] | None = None,
+    outlive_parent: bool = False,
 ) -> list[ServiceProcess]:
-    """Start each service as `python -m services.<name>`, logs to files."""
+    """Start each service as `python -m services.<name>`, logs to files.
+
+    Unless ``outlive_parent`` (`./huitou up`), a service gets SIGTERM when the process that
+    started it dies, even by SIGKILL: a killed demo or benchmark leaves no consumer behind.
+    """
+    tie = None if outlive_parent or not sys.platform.startswith("linux") else _tie_to_parent()
     log_dir.mkdir(parents=True, exist_ok=True)
     started: list[ServiceProcess] = []
     for name in names:
@@ -72,6 +100,7 @@ def start_services(
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                preexec_fn=tie,
             )
         started.append(ServiceProcess(name, port, process, log_path))
     return started
@@ -114,6 +143,43 @@ def stop_services(services: Sequence[ServiceProcess], *, timeout: float = 20.0) 
             service.process.wait()
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # an exited child of ours that nobody reaped yet is gone too
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def stop_pids(pids: dict[str, int], *, timeout: float = 30.0) -> None:
+    """SIGTERM services started by an earlier `up`, wait until they are gone, SIGKILL stragglers.
+
+    A service bounds its own shutdown (``HUITOU_SHUTDOWN_SECONDS``); the wait makes sure no
+    instance outlives `down` and joins the next `up`'s consumer groups.
+    """
+    running = {}
+    for name, pid in pids.items():
+        try:
+            os.kill(pid, signal.SIGTERM)
+            running[name] = pid
+        except ProcessLookupError:
+            print(f"{name} (pid {pid}) was not running")
+    deadline = time.monotonic() + timeout
+    while running and time.monotonic() < deadline:
+        for name, pid in list(running.items()):
+            if not _alive(pid):
+                print(f"stopped {name} (pid {pid})")
+                del running[name]
+        time.sleep(0.2)
+    for name, pid in running.items():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        print(f"killed {name} (pid {pid}): still running {timeout:.0f} s after SIGTERM")
+
+
 def _tail(path: Path, lines: int = 20) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
@@ -140,7 +206,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         bootstrap = os.environ.get("HUITOU_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
         asyncio.run(create_topics(bootstrap))
         services = start_services(
-            available_services(), port_base=args.port_base, log_dir=pid_file.parent / "logs"
+            available_services(),
+            port_base=args.port_base,
+            log_dir=pid_file.parent / "logs",
+            outlive_parent=True,
         )
         asyncio.run(wait_ready(services))
         pid_file.write_text(json.dumps({s.name: s.process.pid for s in services}))
@@ -151,12 +220,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         if not pid_file.exists():
             print("no services recorded as running")
             return
-        for name, pid in json.loads(pid_file.read_text()).items():
-            try:
-                os.kill(pid, signal.SIGTERM)
-                print(f"stopped {name} (pid {pid})")
-            except ProcessLookupError:
-                print(f"{name} (pid {pid}) was not running")
+        stop_pids(json.loads(pid_file.read_text()))
         pid_file.unlink()
 
 

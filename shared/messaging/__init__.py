@@ -8,6 +8,7 @@ from shared.messaging.consumer import (
     Rejection,
     RetryPolicy,
     RuleViolation,
+    ShuttingDown,
     is_transient,
     subscribe_batches,
 )
@@ -24,6 +25,7 @@ __all__ = [
     "Rejection",
     "RetryPolicy",
     "RuleViolation",
+    "ShuttingDown",
     "is_transient",
     "make_broker",
     "subscribe_batches",

@@ -18,6 +18,7 @@ handler, and only then committed:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator, Sequence
@@ -130,6 +131,10 @@ def message_context(item: Inbound) -> Any:
     )
 
 
+class ShuttingDown(Exception):
+    """Raised instead of another retry once the service is stopping: the batch is rewound."""
+
+
 class BatchProcessor:
     """Decode, handle, dead-letter: the work between fetching a batch and committing it."""
 
@@ -150,6 +155,14 @@ class BatchProcessor:
         self._clock = clock
         self._retry = retry or RetryPolicy()
         self._dlq = dlq_topic(service)
+        self._stopping = asyncio.Event()
+
+    def stop(self) -> None:
+        """Retry nothing from now on: a batch waiting on a transient failure gives up at once.
+
+        Its offsets are not committed, so the next owner of its partitions handles it again.
+        """
+        self._stopping.set()
 
     async def process(self, deliveries: Sequence[Delivery]) -> None:
         """Handle one batch; returns only when its work and dead letters are durable."""
@@ -180,6 +193,8 @@ class BatchProcessor:
             return []
         try:
             return list(await self._retrying("handle_batch", lambda: self._handle(inbound)))
+        except ShuttingDown:
+            raise
         except Exception as error:  # noqa: BLE001 - not transient: find the record to blame
             log.warning(
                 "batch_failed_narrowing_down",
@@ -202,6 +217,8 @@ class BatchProcessor:
         for part in (items[:half], items[half:]):
             try:
                 rejections.extend(await self._retrying("handle_part", self._handler_of(part)))
+            except ShuttingDown:
+                raise
             except Exception:  # noqa: BLE001 - this half holds a poison record: narrow it down
                 rejections.extend(await self._narrow_down(part))
         return rejections
@@ -213,6 +230,8 @@ class BatchProcessor:
             except RuleViolation as violation:
                 log.info("event_breaks_rule", error=str(violation))
                 return [Rejection(item.delivery, str(violation))]
+            except ShuttingDown:
+                raise
             except Exception as error:
                 log.exception("event_failed")
                 return [Rejection(item.delivery, f"{type(error).__name__}: {error}")]
@@ -237,7 +256,10 @@ class BatchProcessor:
                     retry_in_seconds=delay,
                     error=f"{type(error).__name__}: {error}",
                 )
-                await asyncio.sleep(delay)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), timeout=delay)
+                if self._stopping.is_set():
+                    raise ShuttingDown(f"{action} not retried: the service is stopping") from error
 
     async def _dead_letter(self, rejections: Sequence[Rejection]) -> None:
         if not rejections:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -22,6 +23,7 @@ from shared.messaging import (
     Rejection,
     RetryPolicy,
     RuleViolation,
+    ShuttingDown,
     is_transient,
 )
 from tests.factories import purchase
@@ -98,6 +100,28 @@ async def test_transient_failures_are_retried_until_they_pass() -> None:
     assert attempts == 4
     assert publisher.sent == []
     assert metrics.totals() == {"processed": 1, "dead_lettered": 0, "failed_attempts": 3}
+
+
+async def test_a_stopping_service_gives_up_a_batch_stuck_on_a_transient_failure() -> None:
+    attempts = 0
+
+    async def handle(batch: Sequence[Inbound]) -> Sequence[Rejection]:
+        nonlocal attempts
+        attempts += 1
+        raise AutoReconnect("database gone")
+
+    processor, publisher, metrics = make_processor(handle)
+    processor._retry = RetryPolicy(initial_seconds=3600, max_seconds=3600)
+    batch = asyncio.create_task(processor.process([delivery(0, purchase("p-1").to_bytes())]))
+    while attempts == 0:  # noqa: ASYNC110 - waits for the handler's first attempt
+        await asyncio.sleep(0.01)
+    processor.stop()  # wakes the hour-long wait before the next attempt
+    with pytest.raises(ShuttingDown):
+        await asyncio.wait_for(batch, timeout=10)
+    # Given up, not blamed: no dead letter, nothing counted as processed.
+    assert attempts == 1
+    assert publisher.sent == []
+    assert metrics.totals() == {"processed": 0, "dead_lettered": 0, "failed_attempts": 1}
 
 
 async def test_a_poison_event_is_isolated_and_its_neighbours_still_land() -> None:
