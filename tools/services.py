@@ -131,16 +131,11 @@ async def wait_ready(services: Sequence[ServiceProcess], *, timeout: float = 60.
 
 
 def stop_services(services: Sequence[ServiceProcess], *, timeout: float = 20.0) -> None:
-    """SIGTERM each service, wait for a clean stop, SIGKILL what hangs."""
+    """SIGTERM each service, wait for a clean stop, SIGKILL what hangs, and reap them."""
+    running = {s.name: s.process.pid for s in services if s.process.poll() is None}
+    stop_pids(running, timeout=timeout, say=lambda _: None)
     for service in services:
-        if service.process.poll() is None:
-            service.process.send_signal(signal.SIGTERM)
-    for service in services:
-        try:
-            service.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            service.process.kill()
-            service.process.wait()
+        service.process.wait()
 
 
 def _alive(pid: int) -> bool:
@@ -154,7 +149,9 @@ def _alive(pid: int) -> bool:
         return True
 
 
-def stop_pids(pids: dict[str, int], *, timeout: float = 30.0) -> None:
+def stop_pids(
+    pids: dict[str, int], *, timeout: float = 30.0, say: Callable[[str], None] = print
+) -> None:
     """SIGTERM services started by an earlier `up`, wait until they are gone, SIGKILL stragglers.
 
     A service bounds its own shutdown (``HUITOU_SHUTDOWN_SECONDS``); the wait makes sure no
@@ -166,18 +163,18 @@ def stop_pids(pids: dict[str, int], *, timeout: float = 30.0) -> None:
             os.kill(pid, signal.SIGTERM)
             running[name] = pid
         except ProcessLookupError:
-            print(f"{name} (pid {pid}) was not running")
+            say(f"{name} (pid {pid}) was not running")
     deadline = time.monotonic() + timeout
     while running and time.monotonic() < deadline:
         for name, pid in list(running.items()):
             if not _alive(pid):
-                print(f"stopped {name} (pid {pid})")
+                say(f"stopped {name} (pid {pid})")
                 del running[name]
         time.sleep(0.2)
     for name, pid in running.items():
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-        print(f"killed {name} (pid {pid}): still running {timeout:.0f} s after SIGTERM")
+        say(f"killed {name} (pid {pid}): still running {timeout:.0f} s after SIGTERM")
 
 
 def _tail(path: Path, lines: int = 20) -> str:
