@@ -29,7 +29,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from bson import ObjectId
+import bson
+from bson import Binary, ObjectId
 from bson.codec_options import CodecOptions
 from pymongo import AsyncMongoClient, monitoring
 from pymongo.asynchronous.collection import AsyncCollection
@@ -56,6 +57,10 @@ LOOKUP_CONCURRENCY = 16
 """Concurrent equality lookups of one Storage on FerretDB (measured: docs/infrastructure.md)."""
 
 DUPLICATE_KEY = 11000
+
+PACKED = "packed"
+"""The field holding a document's packed part (see ``pack``)."""
+_CODEC: CodecOptions[Document] = CodecOptions(tz_aware=True, tzinfo=UTC)
 
 
 class ServerKind(enum.StrEnum):
@@ -93,7 +98,35 @@ def mongo_client(
 
 def service_database(client: AsyncMongoClient[Document], name: str) -> AsyncDatabase[Document]:
     """The one database a service owns."""
-    return client.get_database(name, codec_options=CodecOptions(tz_aware=True, tzinfo=UTC))
+    return client.get_database(name, codec_options=_CODEC)
+
+
+def pack(document: Mapping[str, Any], *, keep: Iterable[str]) -> Document:
+    """The document with every field but ``_id`` and ``keep`` in one BSON blob, ``packed``.
+
+    A server reads and writes an opaque value far more cheaply than the same data as nested
+    fields: FerretDB converts every nested value on each read and write (measured: 1,000
+    reads of an 18 KB record cost 3.4 s nested and 0.5 s packed; docs/infrastructure.md).
+    Fields that queries filter, sort or project on must be in ``keep``; the blob is not
+    compressed, so its strings stay visible to anyone searching the database.
+    """
+    kept = set(keep) | {"_id"}
+    stored = {name: value for name, value in document.items() if name in kept}
+    rest = {name: value for name, value in document.items() if name not in kept}
+    stored[PACKED] = Binary(bson.encode(rest, codec_options=_CODEC))
+    return stored
+
+
+def unpack(document: Mapping[str, Any]) -> Document:
+    """The whole document from its stored form (documents stored unpacked pass as they are).
+
+    The packed part wins over a top-level field of the same name (left from an older layout).
+    """
+    blob = document.get(PACKED)
+    whole = {name: value for name, value in document.items() if name != PACKED}
+    if blob is not None:
+        whole.update(bson.decode(bytes(blob), codec_options=_CODEC))
+    return whole
 
 
 async def server_kind(client: AsyncMongoClient[Document]) -> ServerKind:

@@ -23,7 +23,7 @@ from services.profile.distribution import CutPoints, band_of
 from services.profile.stats import Stats
 from services.profile.tallies import DELTAS, tally_keys
 from shared.schedule import DueBuckets, DueCursor
-from shared.storage import DUPLICATE_KEY, Document, IndexSpec, Storage, Update
+from shared.storage import DUPLICATE_KEY, Document, IndexSpec, Storage, Update, pack, unpack
 
 CUSTOMERS = "customers"
 AUDIT = "audit"
@@ -56,6 +56,24 @@ INDEXES = (
 )
 
 
+CUSTOMER_KEYS = (
+    "version",
+    "write_id",
+    "status",
+    "phone_index",
+    "stores",
+    "segments",
+    "segment_slots",
+    "spend_band",
+    "due_bucket",
+    "contact_review_due",
+    "next_change_at",
+    "spend_12m_minor",
+    "classes",
+)
+"""The fields of a record that queries filter or project on; the rest is stored packed."""
+
+
 def segment_slot(customer_id: str) -> int:
     """The slot of a customer in every segment list (stable, spread evenly)."""
     return zlib.crc32(customer_id.encode("utf-8")) % SEGMENT_SLOTS
@@ -72,7 +90,7 @@ def to_document(
     segments = customer.segments()
     slot = segment_slot(customer.customer_id)
     active = customer.status == "active"
-    return {
+    whole = {
         "_id": customer.customer_id,
         "version": customer.version + 1,
         "write_id": write_id,
@@ -116,10 +134,12 @@ def to_document(
         "created_at": customer.created_at or now,
         "updated_at": now,
     }
+    return pack(whole, keep=CUSTOMER_KEYS)
 
 
-def from_document(doc: Document) -> Customer:
+def from_document(stored: Document) -> Customer:
     """A record read back from its document."""
+    doc = unpack(stored)
     return Customer(
         customer_id=doc["_id"],
         version=int(doc["version"]),

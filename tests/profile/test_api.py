@@ -11,7 +11,7 @@ from pymongo import AsyncMongoClient
 
 from services.profile.jobs import CLASSIFY_LEASE, classify_due
 from shared.contracts import CRM_CUSTOMERS, POS_PURCHASES, CustomerChanged
-from shared.storage import Document
+from shared.storage import Document, unpack
 from tests.factories import purchase
 from tests.profile.conftest import ProfileService
 from tests.profile.events import registration, update
@@ -122,8 +122,9 @@ async def test_erasure_destroys_personal_data_publishes_and_is_not_undone_by_lat
         ],
     )
     await profile.caught_up()
-    tombstone = await mongo[profile.settings.database]["customers"].find_one({"_id": "C1"})
-    assert tombstone is not None
+    stored = await mongo[profile.settings.database]["customers"].find_one({"_id": "C1"})
+    assert stored is not None
+    tombstone = unpack(stored)
     assert tombstone["status"] == "erased"
     assert tombstone["pii"] == {} and tombstone["phone_index"] is None
     assert tombstone["stats"]["orders"] == 0 and tombstone["stores"] == []
@@ -179,9 +180,9 @@ async def test_duplicates_are_found_by_phone_and_merged_by_command(
     )
     await profile.caught_up()
     customers = mongo[profile.settings.database]["customers"]
-    survivor = await customers.find_one({"_id": "C2"})
-    duplicate = await customers.find_one({"_id": "C1"})
-    assert survivor is not None and duplicate is not None
+    stored = [await customers.find_one({"_id": cid}) for cid in ("C2", "C1")]
+    assert None not in stored
+    survivor, duplicate = (unpack(doc) for doc in stored if doc is not None)
     assert (survivor["stats"]["orders"], survivor["stats"]["gross_minor"]) == (3, 16000)
     assert set(survivor["pii"]) == {"name", "phone", "email"}  # the e-mail came along
     assert duplicate["status"] == "merged" and duplicate["merged_into"] == "C2"
@@ -205,7 +206,7 @@ async def test_duplicates_are_found_by_phone_and_merged_by_command(
     assert repeat.status_code == 200
     survivor_again = await customers.find_one({"_id": "C2"})
     assert survivor_again is not None
-    assert survivor_again["stats"] == survivor["stats"]
+    assert unpack(survivor_again)["stats"] == survivor["stats"]
 
 
 async def test_registration_consent_segments_counts_and_quarterly_review(
