@@ -40,7 +40,7 @@ from shared.contracts import (
     TierChanged,
     TierSnapshot,
 )
-from shared.storage import Document
+from shared.storage import Document, unpack
 
 
 def stored_time(at: datetime) -> datetime:
@@ -192,8 +192,9 @@ class LoyaltyAccount:
         return account
 
     @classmethod
-    def from_document(cls, doc: Document) -> LoyaltyAccount:
+    def from_document(cls, stored: Document) -> LoyaltyAccount:
         """The account as stored."""
+        doc = unpack(stored)
         raw_birthday = doc.get("birthday")
         account = cls(
             customer_id=doc["_id"],

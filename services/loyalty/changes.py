@@ -41,6 +41,7 @@ from services.loyalty.figures import stats_bucket
 from services.loyalty.outbox import OutboxRecord, RecordPublisher
 from services.loyalty.policy import LoyaltyPolicy
 from services.loyalty.store import (
+    ACCOUNT_KEYS,
     ACCOUNTS,
     CLAIMS,
     EXPIRY_DUE,
@@ -55,7 +56,7 @@ from services.loyalty.store import (
 from shared.clock import Clock
 from shared.jobs import JobRun
 from shared.schedule import DueCursor
-from shared.storage import Document, Update
+from shared.storage import Document, Update, pack
 
 LEFT_BEHIND_AFTER = timedelta(seconds=30)
 """A group still noted this long after it started was left behind by a crash."""
@@ -207,7 +208,11 @@ class AccountChanges:
             "due_at": due_at,
             "bucket": MINUTES.key_for(due_at, started),
         }
-        fresh = [{**c.fresh, "opened_bucket": stats_bucket(started)} for c in changes if c.fresh]
+        fresh = [
+            pack({**c.fresh, "opened_bucket": stats_bucket(started)}, keep=ACCOUNT_KEYS)
+            for c in changes
+            if c.fresh
+        ]
         await asyncio.gather(
             self._storage.insert_once(JOURNAL, [note]),
             self._storage.insert_once(ACCOUNTS, fresh),
@@ -250,7 +255,7 @@ class AccountChanges:
             [
                 Update(
                     {"_id": c.customer_id, "version": c.version},
-                    {"$set": {**c.fields, "version": c.version + 1}},
+                    {"$set": pack({**c.fields, "version": c.version + 1}, keep=ACCOUNT_KEYS)},
                 )
                 for c in changes
             ],

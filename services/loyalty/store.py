@@ -18,6 +18,8 @@ from shared.storage import Document, IndexSpec, Storage
 
 LEDGER = "ledger"
 ACCOUNTS = "accounts"
+ACCOUNT_KEYS = ("version", "opened_at", "opened_bucket")
+"""The fields of an account that queries use or no change sets; the rest is stored packed."""
 ORDERS = "orders"
 TIER_CHANGES = "tier_changes"
 WALK_INS = "walk_in_purchases"

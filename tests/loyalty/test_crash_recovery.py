@@ -17,7 +17,7 @@ from services.loyalty.policy import LoyaltyPolicy
 from services.loyalty.rules import points_for
 from services.loyalty.tiers import Evaluation, OrderFacts, figures_at, next_tier
 from shared.contracts import POS_PURCHASES, Purchase, TierChanged
-from shared.storage import Document
+from shared.storage import Document, unpack
 from tests.factories import CHINA, purchase
 from tests.loyalty.helpers import create_loyalty_topics
 from tests.support import eventually, publish, read_topic
@@ -130,7 +130,7 @@ async def test_killed_consumer_restarts_without_loss_or_double_points(
         second.wait(timeout=30)
 
     assert await ledger.count_documents({}) == PURCHASES
-    accounts = [doc async for doc in mongo[database_name]["accounts"].find({})]
+    accounts = [unpack(doc) async for doc in mongo[database_name]["accounts"].find({})]
     assert {a["_id"]: a["balance"] for a in accounts} == expected
     assert {a["_id"]: a["tier_seq"] for a in accounts} == expected_changes
     assert {a["_id"]: a["posting_seq"] for a in accounts} == Counter(e.customer_id for e in events)

@@ -10,7 +10,7 @@ from pymongo import AsyncMongoClient
 
 from shared.clock import FixedClock
 from shared.contracts import POS_PURCHASES
-from shared.storage import Document
+from shared.storage import Document, unpack
 from tests.factories import CHINA, purchase
 from tests.loyalty.helpers import caught_up, create_loyalty_topics, running_loyalty, settings_for
 from tests.support import publish
@@ -40,7 +40,7 @@ async def test_two_instances_split_the_partitions_and_credit_each_purchase_once(
     assert sum(processed) == len(events)
     db = mongo[database_name]
     assert await db["ledger"].count_documents({}) == len(events)
-    balances = {a["_id"]: a["balance"] async for a in db["accounts"].find({})}
+    balances = {a["_id"]: unpack(a)["balance"] async for a in db["accounts"].find({})}
     assert balances == {f"M{m}": 200 for m in range(12)}
 
 
@@ -73,5 +73,5 @@ async def test_expiry_run_by_two_instances_at_once_expires_each_lot_once(
     db = mongo[database_name]
     entries = [e async for e in db["ledger"].find({"kind": "expired"})]
     assert sorted(e["_id"] for e in entries) == [f"pos-{n}:earned:expired" for n in range(4)]
-    balances = {a["_id"]: a["balance"] async for a in db["accounts"].find({})}
+    balances = {a["_id"]: unpack(a)["balance"] async for a in db["accounts"].find({})}
     assert balances == {"E0": 0, "E1": 100, "E2": 100}
