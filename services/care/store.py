@@ -21,9 +21,11 @@ from services.care.counters import COUNTERS, Tally
 from services.care.moments import PlannedOutreach
 from services.care.rules import CustomerView
 from shared.schedule import DueBuckets
-from shared.storage import Document, IndexSpec, Storage, Update
+from shared.storage import Document, IndexSpec, Storage, Update, pack, unpack
 
 CUSTOMERS = "customers"
+CUSTOMER_KEYS = ("greetable",)
+"""The fields of a customer's view that queries use; the rest is stored packed."""
 PURCHASES = "purchases"
 RANKINGS = "rankings"
 OUTREACH = "outreach"
@@ -73,7 +75,9 @@ def view_from_document(customer_id: str, doc: Mapping[str, Any] | None) -> Custo
     """The customer as care sees them (an empty view for a customer not seen yet)."""
     if doc is None:
         return CustomerView(customer_id=customer_id)
-    return CustomerView(customer_id=customer_id, **{k: doc[k] for k in _VIEW_FIELDS if k in doc})
+    whole = unpack(doc)
+    known = {k: whole[k] for k in _VIEW_FIELDS if k in whole}
+    return CustomerView(customer_id=customer_id, **known)
 
 
 def view_to_document(view: CustomerView) -> Document:
@@ -160,11 +164,14 @@ class CareStore:
                 Update(
                     {"_id": v.customer_id},
                     {
-                        "$set": {
-                            **view_to_document(v),
-                            "greetable": greetable.get(v.customer_id, False),
-                            "updated_at": now,
-                        }
+                        "$set": pack(
+                            {
+                                **view_to_document(v),
+                                "greetable": greetable.get(v.customer_id, False),
+                                "updated_at": now,
+                            },
+                            keep=CUSTOMER_KEYS,
+                        )
                     },
                     upsert=True,
                 )
