@@ -5,6 +5,11 @@
 Fills one collection of ``--documents`` documents of ~500 bytes (two indexed fields),
 then times each operation the services use, repeated, and prints the mean per call.
 Run it against each server to compare them on one machine.
+
+``--record-kb N`` then compares, side by side, records of ~N KB (nested lists of
+sub-documents, like a customer's statistics) stored as they are and stored with
+``shared.storage.pack``: 16 concurrent ``find_one`` by id, and whole-record ``$set``
+filtered on id and version, as the services' hot paths do.
 """
 
 from __future__ import annotations
@@ -18,8 +23,17 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 
 from pymongo import UpdateOne
+from pymongo.asynchronous.collection import AsyncCollection
 
-from shared.storage import Document, IndexSpec, Storage, ensure_indexes, mongo_client
+from shared.storage import (
+    Document,
+    IndexSpec,
+    Storage,
+    ensure_indexes,
+    mongo_client,
+    pack,
+    unpack,
+)
 
 PAD = "x" * 400
 
@@ -133,6 +147,89 @@ async def measure(uri: str, documents: int, repeat: int) -> list[tuple[str, floa
         await client.close()
 
 
+def record(n: int, kilobytes: int) -> Document:
+    """A customer-like record of about ``kilobytes`` KB as JSON: nested lists of small maps."""
+    entries = kilobytes * 1000 // 90
+    return {
+        "_id": f"R{n:06d}",
+        "version": 1,
+        "status": "active",
+        "stats": {
+            "orders": entries,
+            "window": [
+                {"at": f"2026-{m % 12 + 1:02d}-01", "spend_minor": m * 100, "orders": 1}
+                for m in range(entries // 2)
+            ],
+            "categories": [
+                {"key": f"category-{m}", "count": m, "last_at": "2026-11-30"}
+                for m in range(entries - entries // 2)
+            ],
+        },
+    }
+
+
+async def time_layout(
+    collection: AsyncCollection[Document],
+    ids: Sequence[str],
+    kilobytes: int,
+    *,
+    keep: Sequence[str] | None,
+) -> tuple[float, float]:
+    """Per-call ms of 16-concurrent reads, then of whole-record writes (packed when ``keep``)."""
+    limit = asyncio.Semaphore(16)
+
+    async def read(i: str) -> None:
+        async with limit:
+            doc = await collection.find_one({"_id": i})
+            assert doc is not None and unpack(doc)["stats"]["orders"] > 0
+
+    async def write(i: str) -> None:
+        whole = {k: v for k, v in record(int(i[1:]), kilobytes).items() if k != "_id"}
+        change = whole if keep is None else pack(whole, keep=keep)
+        async with limit:
+            await collection.update_one({"_id": i, "version": 1}, {"$set": change})
+
+    timings = []
+    for operation in (read, write):
+        began = time.perf_counter()
+        await asyncio.gather(*(operation(i) for i in ids))
+        timings.append((time.perf_counter() - began) / len(ids) * 1000)
+    return timings[0], timings[1]
+
+
+async def measure_packing(
+    uri: str, records: int, kilobytes: int, reads: int
+) -> list[tuple[str, float, float]]:
+    """Per-call ms of a read and a whole-record write, nested vs packed, on one server."""
+    client = mongo_client(uri, app_name="huitou-bench-database")
+    name = f"bench_packing_{uuid.uuid4().hex[:8]}"
+    db = client[name]
+    keep = ("version", "status")
+    rng = random.Random(9)
+    try:
+        layouts = {"nested": db["nested"], "packed": db["packed"]}
+        rows = [record(n, kilobytes) for n in range(records)]
+        for layout, collection in layouts.items():
+            stored = rows if layout == "nested" else [pack(r, keep=keep) for r in rows]
+            for start in range(0, records, 500):
+                await collection.insert_many(stored[start : start + 500])
+        results: dict[str, list[float]] = {"read": [], "write": []}
+        for layout, collection in layouts.items():
+            chosen = [rows[rng.randrange(records)]["_id"] for _ in range(reads)]
+            read_ms, write_ms = await time_layout(
+                collection, chosen, kilobytes, keep=keep if layout == "packed" else None
+            )
+            results["read"].append(read_ms)
+            results["write"].append(write_ms)
+        return [
+            (f"find_one({{_id}}), ~{kilobytes} KB record, 16 concurrent", *results["read"]),
+            (f"$set whole ~{kilobytes} KB record by {{_id, version}}", *results["write"]),
+        ]
+    finally:
+        await client.drop_database(name)
+        await client.close()
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Command-line entry point."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.database", description=__doc__)
@@ -141,11 +238,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("--documents", type=int, default=20_000)
     parser.add_argument("--repeat", type=int, default=50)
+    parser.add_argument("--record-kb", type=int, default=0, help="also compare packed records")
+    parser.add_argument("--records", type=int, default=3000)
     args = parser.parse_args(argv)
     results = asyncio.run(measure(args.uri, args.documents, args.repeat))
     width = max(len(name) for name, _ in results)
     for name, ms in results:
         print(f"{name:<{width}}  {ms:9.1f} ms")
+    if args.record_kb:
+        compared = asyncio.run(measure_packing(args.uri, args.records, args.record_kb, 1000))
+        print(f"\nrecords of ~{args.record_kb} KB, {args.records:,} of them: nested vs packed")
+        for name, nested, packed in compared:
+            ratio = nested / packed
+            print(f"{name:<52}  {nested:6.2f} vs {packed:6.2f} ms per call ({ratio:.1f}x)")
 
 
 if __name__ == "__main__":
