@@ -111,7 +111,8 @@ postgres_config() {
     echo "include = 'huitou.conf'" | as_pg tee -a "$pg_data/postgresql.conf" >/dev/null
   fi
   as_pg mkdir -p "$pg_socket"
-  # A local test server: durability off, equality pushdown planned with its real values.
+  # A local test server: durability off, equality pushdown planned with its real values,
+  # large documents compressed with lz4 (cheaper to read back than pglz; docs/infrastructure.md).
   as_pg tee "$pg_data/huitou.conf" >/dev/null <<CONF
 listen_addresses = ''
 unix_socket_directories = '$pg_socket'
@@ -122,6 +123,7 @@ fsync = off
 synchronous_commit = off
 full_page_writes = off
 plan_cache_mode = force_custom_plan
+default_toast_compression = lz4
 log_min_duration_statement = -1
 CONF
 }
