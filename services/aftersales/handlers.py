@@ -6,7 +6,6 @@ import asyncio
 import hashlib
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from decimal import Decimal
 
 import structlog
 
@@ -37,6 +36,7 @@ from shared.contracts import (
     RoutedComplaint,
     Topic,
 )
+from shared.contracts.values import to_minor
 from shared.messaging import BatchHandler, Inbound, Rejection
 from shared.storage import Document
 
@@ -59,7 +59,7 @@ def sale_facts(purchase: Purchase, policy: AftersalesPolicy) -> SaleFacts:
                 sku=line.sku,
                 category=line.category,
                 material=line.material,
-                amount_minor=int((line.amount * Decimal(100)).to_integral_value()),
+                amount_minor=to_minor(line.amount),
             ),
         )
     return SaleFacts(

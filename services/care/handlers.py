@@ -13,11 +13,10 @@ one update per changed customer, one counter update; the figures rules need
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 
 import structlog
@@ -33,7 +32,7 @@ from services.care.moments import (
 )
 from services.care.occasions import looks_after_change, spend_band
 from services.care.policy import CarePolicy
-from services.care.rules import CLOSED_TICKET, OPEN_TICKET, CustomerView, is_greetable, to_minor
+from services.care.rules import CLOSED_TICKET, OPEN_TICKET, CustomerView, is_greetable
 from services.care.store import CareStore
 from shared.clock import Clock
 from shared.contracts import (
@@ -52,6 +51,7 @@ from shared.contracts import (
     TierChanged,
     Topic,
 )
+from shared.contracts.values import InvalidBirthday, parse_birthday, to_minor
 from shared.messaging import BatchHandler, Inbound, Rejection
 from shared.storage import Document
 
@@ -67,7 +67,6 @@ SUBSCRIBED_TOPICS: tuple[Topic, ...] = (
 log = structlog.get_logger("huitou.care")
 
 _OPEN_STATUSES = frozenset({"opened", "routed", "acknowledged", "escalated", "reopened"})
-_BIRTHDAY = re.compile(r"(?:\d{4}-)?(\d{2})-(\d{2})")
 
 
 class BadFact(ValueError):
@@ -105,17 +104,15 @@ def customers_of(event: Event) -> list[str]:
     return [customer_id] if isinstance(customer_id, str) else []
 
 
-def birthday_of(value: object) -> tuple[int, int]:
-    """Month and day of a birthday given as YYYY-MM-DD or MM-DD (the year is not kept)."""
-    match = _BIRTHDAY.fullmatch(value) if isinstance(value, str) else None
-    if match is None:
-        raise BadFact("fields.birthday: must be a date YYYY-MM-DD or MM-DD")
-    month, day = int(match[1]), int(match[2])
+def birthday_of(value: object, at: datetime) -> tuple[int, int]:
+    """Month and day of a birthday, read as every service reads it (the year is not kept)."""
     try:
-        date(2000, month, day)  # a leap year: 29 February is a valid birthday
-    except ValueError:
-        raise BadFact("fields.birthday: not a day of the year") from None
-    return month, day
+        born = parse_birthday(value, at)
+    except InvalidBirthday as error:
+        raise BadFact(f"fields.birthday: {error}") from None
+    if born is None:
+        raise BadFact("fields.birthday: must be a date YYYY-MM-DD or MM-DD")
+    return born.month, born.day
 
 
 def erased_view(customer_id: str) -> CustomerView:
@@ -150,7 +147,9 @@ def apply_customer_change(
     if event.consent:
         changes["consent"] = {**view.consent, **event.consent}
     if "birthday" in event.fields and event.fields["birthday"] is not None:
-        changes["birthday_month"], changes["birthday_day"] = birthday_of(event.fields["birthday"])
+        changes["birthday_month"], changes["birthday_day"] = birthday_of(
+            event.fields["birthday"], event.occurred_at
+        )
     locale = event.fields.get("locale") or event.fields.get("language")
     if isinstance(locale, str) and locale in policy.locales:
         changes["locale"] = locale

@@ -15,8 +15,9 @@ from datetime import date, datetime
 from typing import Any
 
 from services.care.policy import CarePolicy, Kind
-from services.care.rules import CustomerView, due_after, due_on, to_minor
+from services.care.rules import CustomerView, due_after, due_on
 from shared.contracts import OutreachChannel, Purchase, Referral, TicketEvent, TierChanged
+from shared.contracts.values import to_minor
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from decimal import Decimal
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
@@ -82,11 +81,6 @@ def is_greetable(view: CustomerView, policy: CarePolicy) -> bool:
 
 GREETINGS: tuple[Kind, ...] = ("holiday", "season_change")
 """Calendar moments every consenting customer gets on the same day."""
-
-
-def to_minor(amount: Decimal) -> int:
-    """An amount in integer minor units (fen/cents): the database has no decimal type."""
-    return int((amount * 100).to_integral_value())
 
 
 # --- local time -------------------------------------------------------------------------

@@ -31,7 +31,6 @@ from services.loyalty.rules import (
     points_to_reverse,
     referral_entry_id,
     reversed_entry_id,
-    to_minor,
 )
 from services.loyalty.store import LoyaltyStore, order_document, order_facts
 from services.loyalty.tiers import Evaluation, OrderFacts, Refund
@@ -51,6 +50,7 @@ from shared.contracts import (
     Return,
     Topic,
 )
+from shared.contracts.values import to_minor
 from shared.messaging import BatchHandler, Inbound, Rejection
 from shared.storage import Document
 
@@ -312,7 +312,7 @@ class BatchWalk:
         )
 
     def on_customer_change(self, change: CustomerChange) -> None:
-        birthday = birthday_from_fields(change.fields)
+        birthday = birthday_from_fields(change.fields, change.occurred_at)
         account = self.account(change.customer_id)
         if account.erased:
             return

@@ -10,9 +10,9 @@ from zoneinfo import ZoneInfo
 
 from services.loyalty.policy import LoyaltyPolicy
 from shared.contracts import LoyaltyCommand, Purchase, Referral
+from shared.contracts.values import InvalidBirthday, parse_birthday
 
 _ROUNDING = {"down": ROUND_DOWN, "half_up": ROUND_HALF_UP, "up": ROUND_UP}
-MINOR_UNITS = 100  # CNY and the chain's other currencies have two decimals
 
 
 class LoyaltyRuleBroken(ValueError):
@@ -40,23 +40,16 @@ class Birthday:
         return (local.month, local.day) == (self.month, self.day)
 
 
-def birthday_from_fields(fields: dict[str, object]) -> Birthday | None:
-    """Month and day of an ISO ``birthday`` field (the year is dropped); None when absent."""
-    raw = fields.get("birthday")
-    if raw is None:
-        return None
-    if not isinstance(raw, str):
-        raise LoyaltyRuleBroken("fields.birthday must be an ISO date string")
+def birthday_from_fields(fields: dict[str, object], at: datetime) -> Birthday | None:
+    """Month and day of the ``birthday`` field (the year is dropped); None when absent.
+
+    Read as every service reads it (``shared.contracts.values.parse_birthday``).
+    """
     try:
-        born = date.fromisoformat(raw)
-    except ValueError:
-        raise LoyaltyRuleBroken("fields.birthday is not an ISO date (YYYY-MM-DD)") from None
-    return Birthday(born.month, born.day)
-
-
-def to_minor(amount: Decimal) -> int:
-    """Money in integer minor units (fen), the way it is stored."""
-    return int((amount * MINOR_UNITS).to_integral_value(rounding=ROUND_HALF_UP))
+        born = parse_birthday(fields.get("birthday"), at)
+    except InvalidBirthday as error:
+        raise LoyaltyRuleBroken(f"fields.birthday: {error}") from None
+    return None if born is None else Birthday(born.month, born.day)
 
 
 def from_minor(minor: int) -> Decimal:

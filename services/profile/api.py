@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.profile.access import may_see_customer, personal_view, public_facts
-from services.profile.cleaning import InvalidProfileData, clean_fields, local_date, normalise_phone
+from services.profile.cleaning import InvalidProfileData, clean_fields, normalise_phone
 from services.profile.customer import (
     Customer,
     apply_profile_fields,
@@ -147,7 +147,7 @@ def profile_router(
         try:
             clean = clean_fields(
                 body.fields,
-                today=local_date(now, policy.zone),
+                at=now,
                 default_region=policy.default_phone_region,
             )
         except InvalidProfileData as error:
@@ -191,7 +191,7 @@ def profile_router(
         try:
             clean = clean_fields(
                 body.fields,
-                today=local_date(now, policy.zone),
+                at=now,
                 default_region=policy.default_phone_region,
             )
         except InvalidProfileData as error:

@@ -12,6 +12,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from services.profile.policy import FrequencyRules, LifecycleRules, ProfilePolicy, RfmRules
+from shared.contracts.values import to_minor
 
 NONE = "none"
 """The class of a customer a scheme cannot rank (e.g. no spend in the last 12 months)."""
@@ -59,11 +60,6 @@ class Classes:
         }
 
 
-def minor_units(amount: Decimal) -> int:
-    """An amount as integer cents/fen (half-up), how money is stored."""
-    return int((amount * 100).quantize(Decimal(1), rounding="ROUND_HALF_UP"))
-
-
 def lifecycle_of(figures: Figures, now: datetime, rules: LifecycleRules) -> str:
     """potential (never bought), new, active, dormant or lost, by days since purchases."""
     if figures.first_purchase_at is None or figures.last_purchase_at is None:
@@ -83,7 +79,7 @@ def vip_class_of(figures: Figures, policy: ProfilePolicy) -> str:
     if figures.first_purchase_at is None:
         return "potential"
     if (
-        figures.spend_12m_minor >= minor_units(policy.vip.min_spend_12m)
+        figures.spend_12m_minor >= to_minor(policy.vip.min_spend_12m)
         and figures.orders_12m >= policy.vip.min_orders_12m
     ):
         return "vip"
@@ -151,7 +147,7 @@ def rfm_of(figures: Figures, now: datetime, rules: RfmRules) -> str:
         (
             i
             for i, least in enumerate(rules.monetary_spend)
-            if figures.spend_12m_minor >= minor_units(least)
+            if figures.spend_12m_minor >= to_minor(least)
         ),
         4,
     )

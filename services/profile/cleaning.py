@@ -14,10 +14,12 @@ from typing import Any
 import phonenumbers
 
 from services.profile.policy import PII_FIELDS
+from shared.contracts.values import BirthDate as Birthday
+from shared.contracts.values import InvalidBirthday
+from shared.contracts.values import parse_birthday as read_birthday
 
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 _ATTRIBUTE_NAME = re.compile(r"[a-z][a-z0-9_]{0,39}")
-_MONTH_DAY = re.compile(r"(\d{2})-(\d{2})")
 _ID_CHECK_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _ID_CHECK_CHARS = "10X98765432"
 _GENDERS = {
@@ -40,20 +42,6 @@ class InvalidProfileData(ValueError):
     def __init__(self, field_name: str, reason: str) -> None:
         self.field_name = field_name
         super().__init__(f"{field_name}: {reason}")
-
-
-@dataclass(frozen=True)
-class Birthday:
-    """A birthday: month and day always, the year when the customer gave it."""
-
-    month: int
-    day: int
-    year: int | None = None
-
-    def isoformat(self) -> str:
-        """``YYYY-MM-DD``, or ``MM-DD`` without a year."""
-        md = f"{self.month:02d}-{self.day:02d}"
-        return f"{self.year:04d}-{md}" if self.year else md
 
 
 @dataclass(frozen=True)
@@ -82,30 +70,15 @@ def normalise_phone(raw: object, default_region: str = "CN") -> str:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
-def parse_birthday(raw: object, today: date) -> Birthday:
-    """A birthday from ``YYYY-MM-DD`` or ``MM-DD``; refuses impossible dates and future ones."""
-    if not isinstance(raw, str):
-        raise InvalidProfileData("birthday", "must be a string YYYY-MM-DD or MM-DD")
-    text = raw.strip()
-    month_day = _MONTH_DAY.fullmatch(text)
-    if month_day:
-        month, day = int(month_day.group(1)), int(month_day.group(2))
-        try:
-            date(2000, month, day)  # a leap year: 29 February is a real birthday
-        except ValueError:
-            raise InvalidProfileData("birthday", "is not a day of the year") from None
-        return Birthday(month, day)
+def parse_birthday(raw: object, at: datetime) -> Birthday:
+    """A birthday as every service reads it (``shared.contracts.values.parse_birthday``)."""
     try:
-        born = date.fromisoformat(text) if len(text) == 10 else None
-    except ValueError:
-        born = None
-    if born is None:
-        raise InvalidProfileData("birthday", "must be a date YYYY-MM-DD or MM-DD")
-    if born > today:
-        raise InvalidProfileData("birthday", "is in the future")
-    if born.year < today.year - 120:
-        raise InvalidProfileData("birthday", "is more than 120 years ago")
-    return Birthday(born.month, born.day, born.year)
+        birthday = read_birthday(raw, at)
+    except InvalidBirthday as error:
+        raise InvalidProfileData("birthday", str(error)) from None
+    if birthday is None:
+        raise InvalidProfileData("birthday", "must be a string YYYY-MM-DD or MM-DD")
+    return birthday
 
 
 def _text(name: str, raw: object, *, limit: int = MAX_TEXT) -> str:
@@ -154,7 +127,7 @@ def _attribute(name: str, raw: object) -> Any:
     raise InvalidProfileData(name, "must be text, a number, a flag or a list of them")
 
 
-def clean_fields(raw: dict[str, Any], *, today: date, default_region: str = "CN") -> CleanFields:
+def clean_fields(raw: dict[str, Any], *, at: datetime, default_region: str = "CN") -> CleanFields:
     """Clean the ``fields`` of a registration or update; raises InvalidProfileData."""
     personal: dict[str, str] = {}
     attributes: dict[str, Any] = {}
@@ -169,7 +142,7 @@ def clean_fields(raw: dict[str, Any], *, today: date, default_region: str = "CN"
         if name == "phone":
             personal[name] = normalise_phone(value, default_region)
         elif name == "birthday":
-            birthday = parse_birthday(value, today)
+            birthday = parse_birthday(value, at)
             personal[name] = birthday.isoformat()
         elif name == "email":
             personal[name] = clean_email(value)

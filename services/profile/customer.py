@@ -11,13 +11,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from services.profile.classification import Classes, ValueThresholds, classify, minor_units
+from services.profile.classification import Classes, ValueThresholds, classify
 from services.profile.cleaning import CleanFields, InvalidProfileData
 from services.profile.crypto import PiiVault
 from services.profile.policy import CONTACT_FIELDS, ProfilePolicy
 from services.profile.stats import Stats, month_of, most_frequent
 from services.profile.window import next_window_change, stored_moment
 from shared.contracts import Complaint, CustomerChanged, Purchase, Return
+from shared.contracts.values import to_minor
 
 Status = Literal["active", "erased", "merged"]
 CHANNELS = ("sms", "wechat", "phone", "email")
@@ -385,7 +386,7 @@ def _in_reporting_currency(amount: Any, currency: str, policy: ProfilePolicy) ->
         raise UnsupportedCurrency(
             f"currency: no exchange rate for {currency} in the profile policy"
         )
-    return minor_units(amount * rate)
+    return to_minor(amount * rate)
 
 
 def _latest(a: datetime | None, b: datetime) -> datetime:

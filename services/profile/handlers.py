@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from services.profile.cleaning import InvalidProfileData, clean_fields, local_date
+from services.profile.cleaning import InvalidProfileData, clean_fields
 from services.profile.customer import (
     Customer,
     UnsupportedCurrency,
@@ -121,7 +121,7 @@ def _apply_customer_change(
     policy = records.policy
     clean = clean_fields(
         event.fields,
-        today=local_date(event.occurred_at, policy.zone),
+        at=event.occurred_at,
         default_region=policy.default_phone_region,
     )
     if event.change == "registered":

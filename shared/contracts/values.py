@@ -1,10 +1,15 @@
-"""Value types shared by the event models: ids, money, currency, timestamps, enumerations."""
+"""Value types shared by the event models: ids, money, currency, timestamps, enumerations.
+
+Also the one reading of values every service takes from an event in the same way: money
+in minor units (``to_minor``) and a birthday in ``fields`` (``parse_birthday``).
+"""
 
 from __future__ import annotations
 
 import re
-from datetime import datetime
-from decimal import Decimal, InvalidOperation
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -42,6 +47,16 @@ def _parse_money(value: object) -> Decimal:
         except InvalidOperation:  # pragma: no cover - the pattern admits only valid decimals
             raise PydanticCustomError("money_format", "must be a decimal string") from None
     raise PydanticCustomError("money_type", "must be a decimal string")
+
+
+MINOR_UNITS = 100
+"""Minor units (fen, cents) per unit of money: how every service stores an amount."""
+
+
+def to_minor(amount: Decimal) -> int:
+    """An amount in integer minor units, rounded half away from zero (the databases have no
+    decimal type); every service converts money with this one rule."""
+    return int((amount * MINOR_UNITS).to_integral_value(rounding=ROUND_HALF_UP))
 
 
 def _money_to_string(value: Decimal) -> str:
@@ -107,3 +122,61 @@ ComplaintCategory = Literal[
     "quality", "function", "packaging", "spoilage", "attitude", "negligence", "marketing", "other"
 ]
 Route = Literal["quality", "warehouse", "sales", "triage"]
+
+
+class InvalidBirthday(ValueError):
+    """A birthday no service accepts; the message says why, never the value."""
+
+
+@dataclass(frozen=True)
+class BirthDate:
+    """A birthday: month and day always, the year when the customer gave it."""
+
+    month: int
+    day: int
+    year: int | None = None
+
+    def isoformat(self) -> str:
+        """``YYYY-MM-DD``, or ``MM-DD`` without a year."""
+        month_day = f"{self.month:02d}-{self.day:02d}"
+        return f"{self.year:04d}-{month_day}" if self.year else month_day
+
+
+_MONTH_DAY = re.compile(r"(\d{2})-(\d{2})")
+_LATEST_ZONE = timedelta(hours=14)
+"""The furthest ahead of UTC any time zone is (UTC+14): no store's today is later."""
+OLDEST_BIRTH_YEARS = 120
+
+
+def parse_birthday(raw: object, at: datetime) -> BirthDate | None:
+    """The ``birthday`` of an event's ``fields``, given as ``YYYY-MM-DD`` or ``MM-DD``.
+
+    None when absent or blank. ``at`` is the event's time, so that a replay reads the same
+    event the same way: a date after the event's day in every time zone, or more than
+    120 years before it, is refused, and so is a day no year has (29 February is kept).
+    """
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        return None
+    if not isinstance(raw, str):
+        raise InvalidBirthday("must be a string YYYY-MM-DD or MM-DD")
+    text = raw.strip()
+    month_day = _MONTH_DAY.fullmatch(text)
+    if month_day:
+        month, day = int(month_day.group(1)), int(month_day.group(2))
+        try:
+            date(2000, month, day)  # a leap year: 29 February is a real birthday
+        except ValueError:
+            raise InvalidBirthday("is not a day of the year") from None
+        return BirthDate(month, day)
+    try:
+        born = date.fromisoformat(text) if len(text) == 10 else None
+    except ValueError:
+        born = None
+    if born is None:
+        raise InvalidBirthday("must be a date YYYY-MM-DD or MM-DD")
+    latest_today = (at.astimezone(UTC) + _LATEST_ZONE).date()
+    if born > latest_today:
+        raise InvalidBirthday("is in the future")
+    if born.year < latest_today.year - OLDEST_BIRTH_YEARS:
+        raise InvalidBirthday(f"is more than {OLDEST_BIRTH_YEARS} years ago")
+    return BirthDate(born.month, born.day, born.year)

@@ -26,10 +26,11 @@ from services.care.counters import Tally
 from services.care.handlers import purchase_year
 from services.care.moments import PlannedOutreach
 from services.care.policy import CarePolicy, StoreInfo
-from services.care.rules import CustomerView, to_minor
+from services.care.rules import CustomerView
 from services.care.store import OUTREACH, PURCHASES, RANKINGS, CareStore
 from shared.clock import FixedClock
 from shared.contracts import Event, Purchase
+from shared.contracts.values import to_minor
 from shared.storage import mongo_client
 from tests.care.events import CHINA, profile_change, registration, ticket
 from tests.care.harness import harness

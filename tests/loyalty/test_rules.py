@@ -145,10 +145,16 @@ def test_29_february_birthday_is_kept_on_28_february_in_common_years() -> None:
 
 
 def test_only_month_and_day_of_a_birthday_are_kept() -> None:
-    assert birthday_from_fields({"birthday": "1992-02-29", "name": "x"}) == Birthday(2, 29)
-    assert birthday_from_fields({"phone": "1"}) is None
-    with pytest.raises(LoyaltyRuleBroken, match="ISO date"):
-        birthday_from_fields({"birthday": "29/02/1992"})
+    at = datetime(2026, 11, 22, 3, tzinfo=UTC)
+    assert birthday_from_fields({"birthday": "1992-02-29", "name": "x"}, at) == Birthday(2, 29)
+    # The form profile and care accept too: a month and a day, no year.
+    assert birthday_from_fields({"birthday": "02-29"}, at) == Birthday(2, 29)
+    assert birthday_from_fields({"phone": "1"}, at) is None
+    assert birthday_from_fields({"birthday": ""}, at) is None
+    with pytest.raises(LoyaltyRuleBroken, match="YYYY-MM-DD or MM-DD"):
+        birthday_from_fields({"birthday": "29/02/1992"}, at)
+    with pytest.raises(LoyaltyRuleBroken, match="future"):
+        birthday_from_fields({"birthday": "2026-11-24"}, at)
 
 
 def test_entry_id_is_derived_from_the_cause() -> None:

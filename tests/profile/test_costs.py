@@ -473,7 +473,7 @@ def _refers_seven(customer: Customer) -> bool:
 
 
 def _registers(records: CustomerRecords, customer_id: str) -> Mutation:
-    clean = clean_fields({"name": "李雷", "phone": "13912345678"}, today=NOW.date())
+    clean = clean_fields({"name": "李雷", "phone": "13912345678"}, at=NOW)
 
     def mutate(customer: Customer) -> bool:
         register(customer, clean, at=NOW, store_id="SH001", staff_id=None, vault=records.vault)

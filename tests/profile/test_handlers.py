@@ -188,7 +188,7 @@ async def test_changes_written_but_not_published_go_out_after_a_crash(
         live.policy,
         profile.clock,
     )
-    clean = clean_fields({"name": "王芳", "phone": "13800138000"}, today=NOW.date())
+    clean = clean_fields({"name": "王芳", "phone": "13800138000"}, at=NOW)
 
     def register_c7(customer: Customer) -> bool:
         register(customer, clean, at=NOW, store_id="SH001", staff_id=None, vault=live.vault)

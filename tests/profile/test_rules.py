@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 
@@ -197,12 +197,12 @@ def test_invalid_phones_are_refused_without_echoing_them(bad: str) -> None:
 
 
 def test_birthdays() -> None:
-    today = date(2026, 11, 22)
-    assert parse_birthday("2000-02-29", today).isoformat() == "2000-02-29"
-    assert parse_birthday("02-29", today).isoformat() == "02-29"
-    for bad in ("2001-02-29", "1990-13-01", "2026-11-23", "1800-01-01", "29/02", "02-30"):
+    at = datetime(2026, 11, 22, 3, 0, tzinfo=UTC)  # 11:00 in Shanghai
+    assert parse_birthday("2000-02-29", at).isoformat() == "2000-02-29"
+    assert parse_birthday("02-29", at).isoformat() == "02-29"
+    for bad in ("2001-02-29", "1990-13-01", "2026-11-23", "1800-01-01", "29/02", "02-30", ""):
         with pytest.raises(InvalidProfileData):
-            parse_birthday(bad, today)
+            parse_birthday(bad, at)
 
 
 def test_clean_fields_split_personal_from_attributes() -> None:
@@ -217,7 +217,7 @@ def test_clean_fields_split_personal_from_attributes() -> None:
             "company": "华建装饰",
             "address": None,
         },
-        today=date(2026, 11, 22),
+        at=datetime(2026, 11, 22, 3, 0, tzinfo=UTC),
     )
     assert clean.personal == {
         "name": "王 芳",
@@ -344,15 +344,13 @@ def test_store_staff_see_only_customers_of_their_stores() -> None:
 
 def registered(customer_id: str = "C1") -> Customer:
     customer = Customer(customer_id)
-    clean = clean_fields(
-        {"name": "王芳", "phone": "13800138000", "birthday": "1990-02-28"}, today=NOW.date()
-    )
+    clean = clean_fields({"name": "王芳", "phone": "13800138000", "birthday": "1990-02-28"}, at=NOW)
     register(customer, clean, at=NOW, store_id="SH001", staff_id="SH001-S07", vault=VAULT)
     return customer
 
 
 def test_registration_needs_name_and_phone() -> None:
-    clean = clean_fields({"name": "王芳"}, today=NOW.date())
+    clean = clean_fields({"name": "王芳"}, at=NOW)
     with pytest.raises(InvalidProfileData, match="needs phone"):
         register(Customer("C1"), clean, at=NOW, store_id="S", staff_id=None, vault=VAULT)
 
