@@ -191,6 +191,20 @@ _DLQ_TOPICS: dict[str, Topic] = {
     for service in SERVICES
 }
 
+# The tools' own bookkeeping: outside event contract v1, so not in ALL_TOPICS and without a
+# model; create it with ``create_topics(bootstrap, TOOL_TOPICS)``.
+TOOLS_REDRIVES = Topic(
+    name="tools.redrives.v1",
+    key="<dlq topic>:<partition>:<offset> of the dead letter",
+    producer="tools.dlq",
+    # Read whole before every replay; a handful of records after compaction.
+    partitions=1,
+    retention_ms=None,
+    cleanup_policy="compact",
+    description="Dead letters replayed to their source topic, and where the copy went.",
+)
+TOOL_TOPICS: tuple[Topic, ...] = (TOOLS_REDRIVES,)
+
 CONTRACT_TOPICS: tuple[Topic, ...] = (
     POS_PURCHASES,
     POS_RETURNS,
