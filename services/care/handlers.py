@@ -104,15 +104,14 @@ def customers_of(event: Event) -> list[str]:
     return [customer_id] if isinstance(customer_id, str) else []
 
 
-def birthday_of(value: object, at: datetime) -> tuple[int, int]:
-    """Month and day of a birthday, read as every service reads it (the year is not kept)."""
+def birthday_of(value: object, at: datetime) -> tuple[int | None, int | None]:
+    """Month and day of a birthday, read as every service reads it (the year is not kept);
+    a blank or null value clears it, as profile does."""
     try:
         born = parse_birthday(value, at)
     except InvalidBirthday as error:
         raise BadFact(f"fields.birthday: {error}") from None
-    if born is None:
-        raise BadFact("fields.birthday: must be a date YYYY-MM-DD or MM-DD")
-    return born.month, born.day
+    return (None, None) if born is None else (born.month, born.day)
 
 
 def erased_view(customer_id: str) -> CustomerView:
@@ -146,7 +145,7 @@ def apply_customer_change(
     changes: dict[str, Any] = {}
     if event.consent:
         changes["consent"] = {**view.consent, **event.consent}
-    if "birthday" in event.fields and event.fields["birthday"] is not None:
+    if "birthday" in event.fields:
         changes["birthday_month"], changes["birthday_day"] = birthday_of(
             event.fields["birthday"], event.occurred_at
         )

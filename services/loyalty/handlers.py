@@ -316,7 +316,7 @@ class BatchWalk:
         account = self.account(change.customer_id)
         if account.erased:
             return
-        if birthday is not None:
+        if "birthday" in change.fields:  # a blank or null one clears it, as in profile
             account.birthday = birthday
         account.evaluate(Evaluation("joined", change.occurred_at, change.event_id), self.policy)
 

@@ -7,6 +7,13 @@ from decimal import Decimal
 
 import pytest
 
+from services.care.handlers import apply_customer_change
+from services.care.policy import CarePolicy
+from services.care.rules import CustomerView
+from services.loyalty.handlers import BatchWalk
+from services.loyalty.policy import LoyaltyPolicy
+from services.loyalty.rules import Birthday
+from shared.contracts import CustomerChange
 from shared.contracts.values import BirthDate, InvalidBirthday, parse_birthday, to_minor
 
 AT = datetime(2026, 11, 22, 3, 0, tzinfo=UTC)  # 11:00 in Shanghai
@@ -53,3 +60,29 @@ def test_the_future_is_judged_from_the_event_time_in_every_zone() -> None:
     assert parse_birthday("2026-11-23", evening) == BirthDate(11, 23, 2026)
     with pytest.raises(InvalidBirthday, match="future"):
         parse_birthday("2026-11-24", evening)
+
+
+def _change(event_id: str, fields: dict[str, object]) -> CustomerChange:
+    return CustomerChange(
+        event_id=event_id, occurred_at=AT, customer_id="C1", change="updated", fields=fields
+    )
+
+
+def test_care_and_loyalty_clear_a_blank_birthday_and_keep_an_absent_one() -> None:
+    # Profile clears a birthday given as blank or null; the other readers of the event agree.
+    care = apply_customer_change(
+        CustomerView(customer_id="C1"), _change("e1", {"birthday": "11-02"}), CarePolicy()
+    )
+    assert (care.birthday_month, care.birthday_day) == (11, 2)
+    kept = apply_customer_change(care, _change("e2", {"name": "x"}), CarePolicy())
+    assert (kept.birthday_month, kept.birthday_day) == (11, 2)
+    cleared = apply_customer_change(kept, _change("e3", {"birthday": ""}), CarePolicy())
+    assert (cleared.birthday_month, cleared.birthday_day) == (None, None)
+
+    walk = BatchWalk(LoyaltyPolicy(), AT, {}, {}, set())
+    walk.on_customer_change(_change("e1", {"birthday": "11-02"}))
+    assert walk.account("C1").birthday == Birthday(11, 2)
+    walk.on_customer_change(_change("e2", {"name": "x"}))
+    assert walk.account("C1").birthday == Birthday(11, 2)
+    walk.on_customer_change(_change("e3", {"birthday": None}))
+    assert walk.account("C1").birthday is None
