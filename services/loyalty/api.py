@@ -18,6 +18,7 @@ from services.loyalty.store import LoyaltyStore
 from services.loyalty.tiers import progress_to_next
 from shared.auth import Principal, require_role
 from shared.clock import Clock
+from shared.parking import ParkingLot
 
 PrincipalDependency = Callable[..., Awaitable[Principal]]
 
@@ -53,6 +54,7 @@ def loyalty_router(
     policy: LoyaltyPolicy,
     clock: Clock,
     principal: PrincipalDependency,
+    parking: ParkingLot,
 ) -> APIRouter:
     """Routes reading the loyalty database and redeeming points."""
     router = APIRouter(tags=["loyalty"])
@@ -200,6 +202,7 @@ def loyalty_router(
 
     @router.get("/stats")
     async def stats() -> dict[str, int]:
-        return (await figures.current()).stats()
+        # Parked: returns read before their sale, waiting for it (as of the last sweep).
+        return {**(await figures.current()).stats(), "parked_events": parking.seen}
 
     return router

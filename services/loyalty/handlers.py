@@ -9,7 +9,7 @@ batch costs the same number of commands however long the history is.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -52,6 +52,7 @@ from shared.contracts import (
 )
 from shared.contracts.values import to_minor
 from shared.messaging import BatchHandler, Inbound, Rejection
+from shared.parking import Parked, ParkingLot
 from shared.storage import Document
 
 SUBSCRIBED_TOPICS: tuple[Topic, ...] = (
@@ -101,8 +102,10 @@ class BatchWalk:
     accounts: dict[str, LoyaltyAccount]
     orders: dict[str, KnownOrder]
     counted: set[str]
+    parking: bool = False
     walk_ins: list[str] = field(default_factory=list)
     rejections: list[Rejection] = field(default_factory=list)
+    parked: list[Parked] = field(default_factory=list)
 
     def account(self, customer_id: str) -> LoyaltyAccount:
         """The member's account as the batch has it (a fresh one if the member is new)."""
@@ -145,7 +148,7 @@ class BatchWalk:
                 if isinstance(event, Purchase):
                     self.on_purchase(event)
                 elif isinstance(event, Return):
-                    self.on_return(event)
+                    self.on_return(item, event)
                 elif isinstance(event, CustomerChange):
                     self.on_customer_change(event)
                 elif isinstance(event, CustomerChanged):
@@ -251,12 +254,17 @@ class BatchWalk:
             purchase.occurred_at,
         )
 
-    def on_return(self, returned: Return) -> None:
+    def on_return(self, item: Inbound, returned: Return) -> None:
         order = self.orders.get(returned.order_id)
         if order is None:
             if returned.customer_id is None:
                 return  # a walk-in's return: no points were earned to take back
-            raise LoyaltyRuleBroken(f"return of order {returned.order_id}, never seen")
+            reason = f"return of order {returned.order_id}, never seen"
+            if not self.parking:
+                raise LoyaltyRuleBroken(reason)
+            # Its sale may be on its way on another topic: wait for it.
+            self.parked.append(Parked(item.delivery, order_waited_for(returned.order_id), reason))
+            return
         customer_id = order.facts.customer_id
         if returned.customer_id is not None and returned.customer_id != customer_id:
             raise LoyaltyRuleBroken(
@@ -370,6 +378,11 @@ class BatchWalk:
         if entry.points != 0:
             account.post(entry)
             self.counted.add(entry.entry_id)
+
+
+def order_waited_for(order_id: str) -> str:
+    """The parking key of events waiting for an order to be recorded."""
+    return f"order:{order_id}"
 
 
 def customers_of(event: object) -> list[str]:
@@ -487,13 +500,18 @@ def on_batch(
     policy: LoyaltyPolicy,
     clock: Clock,
     wall: Clock,
+    parking: ParkingLot,
 ) -> BatchHandler:
-    """The batch handler: earn, reverse, refer, adjust; one claimed change per account."""
+    """The batch handler: earn, reverse, refer, adjust; one claimed change per account.
+
+    A return read before its sale is parked (``parking``) until the sale is recorded.
+    """
 
     async def handle(batch: Sequence[Inbound]) -> Sequence[Rejection]:
         for _ in range(MAX_ATTEMPTS):
             now = clock.now()
             walk = await start_walk(store, changes, policy, batch, now)
+            walk.parking = parking.enabled
             rejections = walk.run(batch)
             await store.record_walk_ins(walk.walk_ins, now, stats_bucket(wall.now()))
             pending = [
@@ -503,9 +521,21 @@ def on_batch(
             ]
             won = await changes.commit(pending)
             if len(won) == len(pending):
+                await parking.park(walk.parked)
                 return rejections
             # Another writer moved some account first: finish its change, walk again.
             await changes.roll_forward_losers(pending, won)
         raise RuntimeError("accounts of this batch kept changing while it was written")
 
     return handle
+
+
+def orders_recorded(store: LoyaltyStore) -> Callable[[Sequence[str]], Awaitable[set[str]]]:
+    """Of the parking keys of orders, those whose order is recorded now."""
+
+    async def ready(keys: Sequence[str]) -> set[str]:
+        wanted = {key.removeprefix("order:"): key for key in keys if key.startswith("order:")}
+        found = await store.orders(wanted)
+        return {wanted[order_id] for order_id in found}
+
+    return ready

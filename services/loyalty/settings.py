@@ -18,3 +18,7 @@ class LoyaltySettings(AuthSettings):
     tier_evaluation_every_seconds: float = Field(3600.0, gt=0)
     outbox_every_seconds: float = Field(10.0, gt=0)
     figures_every_seconds: float = Field(5.0, gt=0)
+    # How long a return read before its sale waits for it before it is dead-lettered (0: at
+    # once), and how often the parked ones are looked at.
+    parking_grace_seconds: float = Field(86_400.0, ge=0)
+    parking_every_seconds: float = Field(5.0, gt=0)

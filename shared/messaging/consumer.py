@@ -164,8 +164,13 @@ class BatchProcessor:
         """
         self._stopping.set()
 
-    async def process(self, deliveries: Sequence[Delivery]) -> None:
-        """Handle one batch; returns only when its work and dead letters are durable."""
+    async def process(
+        self, deliveries: Sequence[Delivery], *, count_processed: bool = True
+    ) -> None:
+        """Handle one batch; returns only when its work and dead letters are durable.
+
+        ``count_processed=False`` for deliveries counted once already (parked ones released).
+        """
         started = time.perf_counter()
         inbound: list[Inbound] = []
         rejected: list[Rejection] = []
@@ -176,7 +181,9 @@ class BatchProcessor:
                 rejected.append(Rejection(delivery, str(error)))
         rejected_by_handler = await self._handle_isolating_poison(inbound)
         rejected.extend(rejected_by_handler)
-        await self._dead_letter(rejected)
+        await self.dead_letter(rejected)
+        if not count_processed:
+            return
 
         refused = {(r.delivery.topic, r.delivery.partition, r.delivery.offset) for r in rejected}
         done = Counter(
@@ -261,7 +268,8 @@ class BatchProcessor:
                 if self._stopping.is_set():
                     raise ShuttingDown(f"{action} not retried: the service is stopping") from error
 
-    async def _dead_letter(self, rejections: Sequence[Rejection]) -> None:
+    async def dead_letter(self, rejections: Sequence[Rejection]) -> None:
+        """Publish the dead letters of these deliveries (retried until the broker takes them)."""
         if not rejections:
             return
         now = self._clock.now()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from shared.auth import Role, issue_token
 from shared.clock import Clock, FixedClock
 from shared.contracts import Event, Topic, dlq_topic
 from shared.messaging import BatchHandler, Delivery, Inbound
+from shared.parking import ParkingLot
 from shared.storage import CommandLog, Storage, ensure_indexes, mongo_client, service_database
 from tools.topics import create_topics, wait_caught_up
 
@@ -114,6 +116,7 @@ class Rig:
     jobs: LoyaltyJobs
     handle: BatchHandler
     publisher: RecordingPublisher
+    parking: ParkingLot
 
 
 @asynccontextmanager
@@ -139,17 +142,32 @@ async def built_rig(
         accounts = Accounts(store, changes, policy)
         jobs = LoyaltyJobs(store, accounts, changes, figures, policy, clock)
         await jobs.open()
-        handle = on_batch(store, changes, policy, clock, wall)
+        parking = ParkingLot(storage, wall, timedelta(days=1))
+        handle = on_batch(store, changes, policy, clock, wall, parking)
         yield Rig(
-            log, clock, wall, storage, store, changes, figures, accounts, jobs, handle, publisher
+            log,
+            clock,
+            wall,
+            storage,
+            store,
+            changes,
+            figures,
+            accounts,
+            jobs,
+            handle,
+            publisher,
+            parking,
         )
     finally:
         await client.close()
 
 
+_offsets = itertools.count()
+
+
 def inbound(events: Sequence[Event]) -> list[Inbound]:
-    """Events as a batch the consumer would hand over."""
+    """Events as a batch the consumer would hand over (each at a position of its own)."""
     return [
-        Inbound(Delivery(type(e).TOPIC or "", 0, n, None, e.to_bytes()), e)
-        for n, e in enumerate(events)
+        Inbound(Delivery(type(e).TOPIC or "", 0, next(_offsets), None, e.to_bytes()), e)
+        for e in events
     ]

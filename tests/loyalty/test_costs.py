@@ -129,6 +129,7 @@ async def test_figures_and_routes_read_no_whole_collection(rig: Rig) -> None:
             POLICY,
             rig.clock,
             principal_dependency(SECRET, rig.clock.now),
+            rig.parking,
         )
     )
     headers = auth(now=rig.clock.now())

@@ -121,12 +121,11 @@ async def test_the_same_event_delivered_twice_credits_once(
     assert stats["ledger_entries"] == 2
 
 
-async def test_a_partial_return_takes_back_its_share_and_an_unknown_order_is_dead_lettered(
+async def test_a_partial_return_takes_back_its_share(
     infra: dict[str, str], prefix: str, loyalty: tuple[FastAPI, httpx.AsyncClient]
 ) -> None:
     _, client = loyalty
     sale = purchase("pos-r", total="1000.00", at=MORNING)
-    # The sale is consumed before its return arrives (different topics are not ordered).
     await publish(infra["kafka"], prefix, [(POS_PURCHASES, sale, None)])
     await caught_up(infra, prefix)
     await publish(
@@ -135,7 +134,6 @@ async def test_a_partial_return_takes_back_its_share_and_an_unknown_order_is_dea
         [
             (POS_RETURNS, a_return("ret-1", sale.order_id, "250.00"), None),
             (POS_RETURNS, a_return("ret-1", sale.order_id, "250.00"), None),  # redelivered
-            (POS_RETURNS, a_return("ret-x", "NO-SUCH-ORDER", "10.00"), None),
         ],
     )
     await caught_up(infra, prefix)
@@ -143,13 +141,88 @@ async def test_a_partial_return_takes_back_its_share_and_an_unknown_order_is_dea
     found = await account(client, "C0001234")
     assert found is not None and found["balance"] == 750
     assert found["qualifying_spend"] == "750.00"
-    letters = [
-        DeadLetter.from_bytes(v)
-        for v in await read_topic(infra["kafka"], prefix + "loyalty.dlq.v1", expected=1)
-    ]
-    assert [(d.source_topic, "never seen" in d.error) for d in letters] == [
-        ("pos.returns.v1", True)
-    ]
+
+
+async def test_a_return_read_before_its_sale_waits_for_it(
+    infra: dict[str, str], prefix: str, database_name: str
+) -> None:
+    """Topics are not ordered with each other: the return is parked, then applied."""
+    await create_loyalty_topics(infra, prefix)
+    settings = settings_for(infra, prefix, database_name, parking_every_seconds=0.2)
+    async with running_loyalty(settings) as (_, client):
+        sale = purchase("pos-late", total="1000.00", at=MORNING)
+        await publish(
+            infra["kafka"],
+            prefix,
+            [(POS_RETURNS, a_return("ret-early", sale.order_id, "400.00"), None)],
+        )
+        await caught_up(infra, prefix)
+        assert await account(client, "C0001234") is None
+        await eventually(lambda: _stats(client), lambda stats: stats["parked_events"] == 1)
+
+        await publish(infra["kafka"], prefix, [(POS_PURCHASES, sale, None)])
+        found = await eventually(
+            lambda: account(client, "C0001234"), lambda a: a is not None and a["balance"] == 600
+        )
+        assert found is not None and found["qualifying_spend"] == "600.00"
+        await eventually(lambda: _stats(client), lambda stats: stats["parked_events"] == 0)
+        ledger = (await client.get("/accounts/C0001234/ledger", headers=auth())).json()["entries"]
+        assert sorted((e["entry_id"], e["points"]) for e in ledger) == [
+            ("pos-late:earned", 1000),
+            ("ret-early:reversed", -400),
+        ]
+    letters = await read_topic(infra["kafka"], prefix + "loyalty.dlq.v1", expected=0, timeout=2)
+    assert letters == []
+
+
+async def test_a_return_whose_sale_never_comes_is_dead_lettered_after_the_grace_period(
+    infra: dict[str, str], prefix: str, database_name: str
+) -> None:
+    await create_loyalty_topics(infra, prefix)
+    settings = settings_for(
+        infra, prefix, database_name, parking_grace_seconds=1, parking_every_seconds=0.2
+    )
+    async with running_loyalty(settings) as (_, client):
+        await publish(
+            infra["kafka"],
+            prefix,
+            [(POS_RETURNS, a_return("ret-x", "NO-SUCH-ORDER", "10.00"), None)],
+        )
+        letters = [
+            DeadLetter.from_bytes(v)
+            for v in await read_topic(infra["kafka"], prefix + "loyalty.dlq.v1", expected=1)
+        ]
+        assert [(d.source_topic, d.offset) for d in letters] == [("pos.returns.v1", 0)]
+        assert "return of order NO-SUCH-ORDER, never seen (parked " in letters[0].error
+        assert "waiting for order:NO-SUCH-ORDER" in letters[0].error
+        assert Return.from_bytes(letters[0].original_bytes()).event_id == "ret-x"
+        await eventually(lambda: _stats(client), lambda stats: stats["parked_events"] == 0)
+
+
+async def test_without_a_grace_period_a_return_of_an_unknown_order_is_dead_lettered_at_once(
+    infra: dict[str, str], prefix: str, database_name: str
+) -> None:
+    await create_loyalty_topics(infra, prefix)
+    settings = settings_for(infra, prefix, database_name, parking_grace_seconds=0)
+    async with running_loyalty(settings) as (_, client):
+        await publish(
+            infra["kafka"],
+            prefix,
+            [(POS_RETURNS, a_return("ret-y", "NO-SUCH-ORDER", "10.00"), None)],
+        )
+        letters = [
+            DeadLetter.from_bytes(v)
+            for v in await read_topic(infra["kafka"], prefix + "loyalty.dlq.v1", expected=1)
+        ]
+        assert [d.error for d in letters] == ["return of order NO-SUCH-ORDER, never seen"]
+        assert (await _stats(client))["parked_events"] == 0
+
+
+async def _stats(client: httpx.AsyncClient) -> dict[str, Any]:
+    response = await client.get("/stats")
+    assert response.status_code == 200, response.text
+    stats: dict[str, Any] = response.json()
+    return stats
 
 
 async def test_referral_rewards_both_on_the_referees_first_purchase_once(

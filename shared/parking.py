@@ -1,0 +1,209 @@
+"""Events that arrived before what they depend on: parked, applied once it lands.
+
+Kafka keeps one customer's order within a topic, not across topics: a return can
+be read before its sale, whatever order they happened in. A handler that meets
+such an event parks it (``ParkingLot.park``) instead of rejecting it, and the
+stream goes on. A periodic sweep (``ParkingLot.sweep``) asks the service which
+prerequisites exist now, hands the events waiting for those back to the
+service's own batch processor (decoded, handled, dead-lettered exactly like
+fresh deliveries), and dead-letters, with the parking reason, those still
+waiting after the grace period.
+
+A parked event is kept with its original bytes under its record's position, so
+parking it again (a redelivery, a second instance) changes nothing, and a
+release that handles it twice is as harmless as any redelivery. The sweep reads
+only what is parked: nothing, most of the time.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Protocol
+
+import structlog
+
+from shared.clock import Clock
+from shared.jobs import JobRun
+from shared.messaging import Delivery, Rejection
+from shared.storage import Document, Storage
+
+log = structlog.get_logger("huitou.parking")
+
+PARKED = "parked_events"
+SETTLED = "parked_settled"
+"""Claims of the parked events a sweep dead-letters: one instance's letter per event."""
+
+SETTLED_KEPT = timedelta(hours=1)
+
+Ready = Callable[[Sequence[str]], Awaitable[set[str]]]
+"""Of these prerequisite keys, those that exist now."""
+
+
+class Processor(Protocol):
+    """What a sweep hands events to: the service's own batch processor."""
+
+    async def process(
+        self, deliveries: Sequence[Delivery], *, count_processed: bool = True
+    ) -> None: ...
+
+    async def dead_letter(self, rejections: Sequence[Rejection]) -> None: ...
+
+
+@dataclass(frozen=True)
+class Parked:
+    """A delivery waiting for a prerequisite (``waiting_for``, a key the service defines).
+
+    ``reason`` is the error its dead letter carries if it waits out the grace period.
+    """
+
+    delivery: Delivery
+    waiting_for: str
+    reason: str
+
+
+def position_id(delivery: Delivery) -> str:
+    """The id of a record by its position: topic, partition, offset."""
+    return f"{delivery.topic}:{delivery.partition}:{delivery.offset}"
+
+
+def parked_document(parked: Parked, now: datetime, grace: timedelta) -> Document:
+    """The stored form of a parked delivery."""
+    d = parked.delivery
+    return {
+        "_id": position_id(d),
+        "waiting_for": parked.waiting_for,
+        "reason": parked.reason,
+        "topic": d.topic,
+        "partition": d.partition,
+        "offset": d.offset,
+        "key": d.key,
+        "value": d.value,
+        "parked_at": now,
+        "dead_at": now + grace,
+    }
+
+
+def delivery_of(doc: Document) -> Delivery:
+    """The delivery a parked document keeps."""
+    key = doc.get("key")
+    return Delivery(
+        topic=doc["topic"],
+        partition=int(doc["partition"]),
+        offset=int(doc["offset"]),
+        key=bytes(key) if key is not None else None,
+        value=bytes(doc["value"]),
+    )
+
+
+def stream_order(doc: Document) -> tuple[str, int, int]:
+    """Parked events in the order their topics delivered them."""
+    return (doc["topic"], int(doc["partition"]), int(doc["offset"]))
+
+
+# The ids a handler parks while a sweep runs (set only inside the sweep's own task).
+_parked_again: contextvars.ContextVar[set[str] | None] = contextvars.ContextVar(
+    "parked_again", default=None
+)
+
+
+class ParkingLot:
+    """A service's parked events, kept in its own database.
+
+    ``grace`` of zero turns parking off: handlers then reject such events at once.
+    """
+
+    def __init__(self, storage: Storage, clock: Clock, grace: timedelta) -> None:
+        self._storage = storage
+        self._clock = clock
+        self.grace = grace
+        self._seen = 0
+
+    @property
+    def enabled(self) -> bool:
+        """True when events may wait for their prerequisite."""
+        return self.grace > timedelta(0)
+
+    async def park(self, parked: Sequence[Parked]) -> None:
+        """Keep these deliveries until their prerequisites land (each once, by position)."""
+        if not parked:
+            return
+        now = self._clock.now()
+        docs = [parked_document(p, now, self.grace) for p in parked]
+        again = _parked_again.get()
+        if again is not None:
+            again.update(doc["_id"] for doc in docs)
+        inserted = await self._storage.insert_once(PARKED, docs)
+        self._seen += len(inserted)
+        for p in (parked[i] for i in sorted(inserted)):
+            log.info(
+                "event_parked",
+                topic=p.delivery.topic,
+                partition=p.delivery.partition,
+                offset=p.delivery.offset,
+                waiting_for=p.waiting_for,
+            )
+
+    async def count(self) -> int:
+        """How many events are parked."""
+        return int(await self._storage[PARKED].count_documents({}))
+
+    @property
+    def seen(self) -> int:
+        """Events parked as this instance last saw it (its last sweep, and its parking since)."""
+        return self._seen
+
+    async def waiting(self) -> list[Document]:
+        """Every parked event, in stream order."""
+        docs = [doc async for doc in self._storage[PARKED].find({})]
+        return sorted(docs, key=stream_order)
+
+    async def sweep(self, processor: Processor, ready: Ready) -> JobRun:
+        """Apply the events whose prerequisite landed; dead-letter those out of time."""
+        docs = await self.waiting()
+        self._seen = len(docs)
+        run = JobRun(read=len(docs))
+        if not docs:
+            return run
+        now = self._clock.now()
+        landed = await ready(sorted({doc["waiting_for"] for doc in docs}))
+        run.count(read=len(landed))
+        released = [doc for doc in docs if doc["waiting_for"] in landed]
+        expired = [d for d in docs if d["waiting_for"] not in landed and d["dead_at"] <= now]
+        run.count(due=len(released) + len(expired))
+        again: set[str] = set()
+        token = _parked_again.set(again)
+        try:
+            if released:
+                await processor.process([delivery_of(d) for d in released], count_processed=False)
+        finally:
+            _parked_again.reset(token)
+        # A claim per expired event: of two sweeping instances, one writes its letter.
+        won = await self._storage.insert_once(
+            SETTLED, [{"_id": doc["_id"], "at": now} for doc in expired]
+        )
+        letters = [
+            Rejection(delivery_of(doc), f"{doc['reason']} (parked {self._waited(doc, now)})")
+            for i, doc in enumerate(expired)
+            if i in won
+        ]
+        await processor.dead_letter(letters)
+        done = [doc["_id"] for doc in released if doc["_id"] not in again]
+        done += [doc["_id"] for doc in expired]
+        await self._storage.each_concurrently(
+            done, lambda i: self._storage[PARKED].delete_one({"_id": i})
+        )
+        # Kept a while, so an instance that read the event before it was deleted loses the claim.
+        pruned = await self._storage[SETTLED].delete_many({"at": {"$lt": now - SETTLED_KEPT}})
+        run.count(written=len(done) + len(expired) + pruned.deleted_count)
+        self._seen -= len(done)
+        if released or expired:
+            log.info("parked_events_swept", released=len(released), dead_lettered=len(letters))
+        return run
+
+    @staticmethod
+    def _waited(doc: Document, now: datetime) -> str:
+        seconds = int((now - doc["parked_at"]).total_seconds())
+        return f"{seconds} s waiting for {doc['waiting_for']}"
