@@ -175,6 +175,8 @@ class LoyaltyAccount:
     birthday: Birthday | None = None
     erased: bool = False
     first_purchase_at: datetime | None = None
+    # The earliest purchase (by its time): what pays a referral made before it.
+    first_purchase: Document | None = None
     referral: Document | None = None
     tier_due_at: datetime | None = None
     tier_due_bucket: str | None = None
@@ -219,6 +221,7 @@ class LoyaltyAccount:
             birthday=Birthday(raw_birthday["month"], raw_birthday["day"]) if raw_birthday else None,
             erased=bool(doc.get("erased", False)),
             first_purchase_at=doc.get("first_purchase_at"),
+            first_purchase=doc.get("first_purchase"),
             referral=doc.get("referral"),
             tier_due_at=doc.get("tier_due_at"),
             tier_due_bucket=doc.get("tier_due_bucket"),
@@ -254,6 +257,7 @@ class LoyaltyAccount:
             else {"month": self.birthday.month, "day": self.birthday.day},
             "erased": self.erased,
             "first_purchase_at": self.first_purchase_at,
+            "first_purchase": None if self.first_purchase is None else dict(self.first_purchase),
             "referral": None if self.referral is None else dict(self.referral),
             "tier_due_at": self.tier_due_at,
             "tier_due_bucket": self.tier_due_bucket,

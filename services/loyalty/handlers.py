@@ -211,19 +211,34 @@ class BatchWalk:
             account.evaluate(
                 Evaluation("purchase", purchase.occurred_at, purchase.order_id), self.policy
             )
-        self._reward_referral(account, purchase)
+            at = stored_time(purchase.occurred_at)
+            first = account.first_purchase
+            if account.first_purchase_at == at and (first is None or at < first["occurred_at"]):
+                account.first_purchase = {
+                    "event_id": purchase.event_id,
+                    "store_id": purchase.store_id,
+                    "occurred_at": at,
+                }
+        self._reward_referral(account, payer_of(purchase))
 
-    def _reward_referral(self, referee: LoyaltyAccount, purchase: Purchase) -> None:
-        """Pay both sides of a pending referral; finish a reward this purchase began."""
+    def _reward_referral(self, referee: LoyaltyAccount, payer: Payer) -> None:
+        """Pay both sides of a pending referral; finish a reward this purchase began.
+
+        Judged on the events' times: a purchase made before the referral means the
+        referee was not new, and the referral never counted, whichever came in first.
+        """
         referral = referee.referral
         if referral is None:
             return
         if referral["status"] == "pending":
+            if stored_time(payer.occurred_at) < referral["occurred_at"]:
+                referee.referral = None
+                return
             points = self.policy.referral.referee_points
             if points > 0:
-                referee.post(self._referral_entry(referee.customer_id, "referee", points, purchase))
-            referee.referral = {**referral, "status": "rewarded", "rewarded_by": purchase.event_id}
-        elif referral.get("rewarded_by") != purchase.event_id:
+                referee.post(self._referral_entry(referee.customer_id, "referee", points, payer))
+            referee.referral = {**referral, "status": "rewarded", "rewarded_by": payer.event_id}
+        elif referral.get("rewarded_by") != payer.event_id:
             return
         referrer_entry = referral_entry_id(referee.customer_id, "referrer")
         referrer = self.account(referral["referrer_id"])
@@ -231,14 +246,12 @@ class BatchWalk:
         if referrer.erased or referrer_entry in self.counted:
             return
         if points > 0:
-            referrer.post(self._referral_entry(referee.customer_id, "referrer", points, purchase))
+            referrer.post(self._referral_entry(referee.customer_id, "referrer", points, payer))
             self.counted.add(referrer_entry)
-        referrer.evaluate(
-            Evaluation("joined", purchase.occurred_at, referee.customer_id), self.policy
-        )
+        referrer.evaluate(Evaluation("joined", payer.occurred_at, referee.customer_id), self.policy)
 
     def _referral_entry(
-        self, referee_id: str, side: str, points: int, purchase: Purchase
+        self, referee_id: str, side: str, points: int, purchase: Payer
     ) -> LedgerEntry:
         referral = self.accounts[referee_id].referral
         assert referral is not None
@@ -335,20 +348,29 @@ class BatchWalk:
     def on_referral(self, referral: Referral) -> None:
         referee = self.account(referral.referee_id)
         existing = referee.referral
+        first = referee.first_purchase
         if existing is not None:
-            if existing["event_id"] == referral.event_id:
-                return
-            raise LoyaltyRuleBroken(
-                f"referee {referral.referee_id} was already referred (event {existing['event_id']})"
-            )
-        check_referral(referral, referee_has_bought=referee.first_purchase_at is not None)
+            if existing["event_id"] != referral.event_id:
+                raise LoyaltyRuleBroken(
+                    f"referee {referral.referee_id} was already referred "
+                    f"(event {existing['event_id']})"
+                )
+            if first is not None and existing.get("rewarded_by") == first["event_id"]:
+                self._reward_referral(referee, payer_of(first))  # finish what a crash cut
+            return
+        at = stored_time(referral.occurred_at)
+        bought_before = referee.first_purchase_at is not None and referee.first_purchase_at < at
+        check_referral(referral, referee_has_bought=bought_before)
         referee.referral = {
             "referrer_id": referral.referrer_id,
             "event_id": referral.event_id,
             "store_id": referral.store_id,
-            "occurred_at": stored_time(referral.occurred_at),
+            "occurred_at": at,
             "status": "pending",
         }
+        if first is not None:
+            # The referee's first purchase came after the referral but was read first.
+            self._reward_referral(referee, payer_of(first))
 
     def on_command(self, item: Inbound, command: LoyaltyCommand) -> None:
         account = self.account(command.customer_id)
@@ -378,6 +400,22 @@ class BatchWalk:
         if entry.points != 0:
             account.post(entry)
             self.counted.add(entry.entry_id)
+
+
+@dataclass(frozen=True)
+class Payer:
+    """The purchase that pays a referral: its event, store and time."""
+
+    event_id: str
+    store_id: str
+    occurred_at: datetime
+
+
+def payer_of(purchase: Purchase | Document) -> Payer:
+    """A purchase event, or an account's first purchase as stored, as a referral's payer."""
+    if isinstance(purchase, Purchase):
+        return Payer(purchase.event_id, purchase.store_id, purchase.occurred_at)
+    return Payer(purchase["event_id"], purchase["store_id"], purchase["occurred_at"])
 
 
 def order_waited_for(order_id: str) -> str:
@@ -448,10 +486,11 @@ async def _read_walk(
         order_docs.update(
             await store.orders(o for o, d in order_docs.items() if d["customer_id"] in owners)
         )
+    referees = {e.referee_id for e in events if isinstance(e, Referral)}
     rewards = {
         referral_entry_id(a.customer_id, "referrer")
         for a in accounts.values()
-        if _may_reward(a, purchases)
+        if _may_reward(a, purchases) or (a.customer_id in referees and a.referral is not None)
     }
     if rewards:
         counted.update(await store.entries_present(rewards))

@@ -241,8 +241,9 @@ async def test_referral_rewards_both_on_the_referees_first_purchase_once(
 
     # Three moments, each consumed before the next: Kafka orders events per topic and
     # key, not across topics, and in a store these happen minutes or days apart.
+    earlier, later = MORNING - timedelta(days=1), MORNING + timedelta(hours=1)
     moments: list[list[tuple[Topic, Event | bytes, str | None]]] = [
-        [(POS_PURCHASES, purchase("pos-old", customer_id="OLD", total="10.00", at=MORNING), None)],
+        [(POS_PURCHASES, purchase("pos-old", customer_id="OLD", total="10.00", at=earlier), None)],
         [
             (CRM_REFERRALS, referral("ref-1", "OLD", "NEW"), None),
             (CRM_REFERRALS, referral("ref-2", "OTHER", "NEW"), None),  # once per referee
@@ -250,8 +251,8 @@ async def test_referral_rewards_both_on_the_referees_first_purchase_once(
             (CRM_REFERRALS, referral("ref-4", "NEW", "OLD"), None),  # OLD is not new
         ],
         [
-            (POS_PURCHASES, purchase("pos-n1", customer_id="NEW", total="10.00", at=MORNING), None),
-            (POS_PURCHASES, purchase("pos-n2", customer_id="NEW", total="10.00", at=MORNING), None),
+            (POS_PURCHASES, purchase("pos-n1", customer_id="NEW", total="10.00", at=later), None),
+            (POS_PURCHASES, purchase("pos-n2", customer_id="NEW", total="10.00", at=later), None),
         ],
     ]
     for moment in moments:
@@ -266,6 +267,49 @@ async def test_referral_rewards_both_on_the_referees_first_purchase_once(
     assert any("already referred" in e for e in errors)
     assert any("themself" in e for e in errors)
     assert any("not new" in e for e in errors)
+
+
+async def test_a_referral_is_judged_on_the_events_times_whichever_topic_is_read_first(
+    infra: dict[str, str], prefix: str, loyalty: tuple[FastAPI, httpx.AsyncClient]
+) -> None:
+    _, client = loyalty
+
+    def referral(event_id: str, referrer: str, referee: str) -> Referral:
+        return Referral(
+            event_id=event_id,
+            occurred_at=MORNING,
+            referrer_id=referrer,
+            referee_id=referee,
+            store_id="SH001",
+        )
+
+    after, before = MORNING + timedelta(hours=2), MORNING - timedelta(hours=2)
+    # LATE's purchase is consumed before the referral made before it; GONE's purchase made
+    # before the referral is consumed after it.
+    moments: list[list[tuple[Topic, Event | bytes, str | None]]] = [
+        [(POS_PURCHASES, purchase("pos-a", customer_id="LATE", total="10.00", at=after), None)],
+        [
+            (CRM_REFERRALS, referral("ref-late", "FRIEND", "LATE"), None),
+            (CRM_REFERRALS, referral("ref-gone", "FRIEND", "GONE"), None),
+        ],
+        # GONE had bought before being referred: the referral never counted.
+        [(POS_PURCHASES, purchase("pos-c", customer_id="GONE", total="10.00", at=before), None)],
+        [(POS_PURCHASES, purchase("pos-b", customer_id="GONE", total="10.00", at=after), None)],
+        [(CRM_REFERRALS, referral("ref-late", "FRIEND", "LATE"), None)],  # redelivered
+    ]
+    for moment in moments:
+        await publish(infra["kafka"], prefix, moment)
+        await caught_up(infra, prefix)
+
+    late = await account(client, "LATE")
+    assert late is not None and late["balance"] == 10 + 100
+    assert (await account(client, "FRIEND") or {})["balance"] == 200
+    ledger = (await client.get("/accounts/LATE/ledger", headers=auth())).json()["entries"]
+    rewarded = [e for e in ledger if e["reason"] == "referral_referee"]
+    assert [(e["source_event_id"], e["store_id"]) for e in rewarded] == [("pos-a", "SH001")]
+    assert (await account(client, "GONE") or {})["balance"] == 20
+    friend = (await client.get("/accounts/FRIEND/ledger", headers=auth())).json()["entries"]
+    assert [(e["entry_id"], e["points"]) for e in friend] == [("referral:LATE:referrer", 200)]
 
 
 async def test_commands_birthday_and_erasure(
