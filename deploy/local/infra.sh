@@ -6,6 +6,9 @@
 #   deploy/local/infra.sh install   fetch/build what is missing (cached)
 #   deploy/local/infra.sh start     install, start all three, wait until ready (idempotent)
 #   deploy/local/infra.sh stop      stop them cleanly
+#   deploy/local/infra.sh start|stop kafka|database|ferretdb|postgres
+#                                   only that part (database: FerretDB and PostgreSQL), for
+#                                   outages on purpose (python -m tools.chaos)
 #   deploy/local/infra.sh status    say what runs where
 #   deploy/local/infra.sh reset     stop and delete the data of this state dir
 #
@@ -222,20 +225,51 @@ start_ferretdb() {
   echo $! > "$pidfile"
 }
 
-wait_ready() {
+wait_ferretdb() {
   local deadline=$((SECONDS + ${HUITOU_READY_TIMEOUT:-90}))
   until port_open "$mongo_port"; do
     pid_alive "$state/ferretdb.pid" || die "ferretdb exited: $(tail -5 "$state/logs/ferretdb.log")"
     ((SECONDS < deadline)) || die "ferretdb not ready after ${HUITOU_READY_TIMEOUT:-90}s"
     sleep 0.2
   done
+}
+
+wait_kafka() {
+  local deadline=$((SECONDS + ${HUITOU_READY_TIMEOUT:-90}))
   # The log rolls over at 20 MB, so the start line may sit in server.log.N by now.
   until port_open "$kafka_port" && grep -qs "Kafka Server started" "$state/logs/kafka/"server.log*; do
     pid_alive "$state/kafka.pid" || die "kafka exited: $(tail -5 "$state/logs/kafka/stdout.log")"
     ((SECONDS < deadline)) || die "kafka not ready after ${HUITOU_READY_TIMEOUT:-90}s"
     sleep 0.3
   done
+}
+
+wait_ready() {
+  wait_ferretdb; wait_kafka
   log "ready: kafka 127.0.0.1:$kafka_port, mongodb://127.0.0.1:$mongo_port"
+}
+
+# One part only (start|stop kafka|database|ferretdb|postgres): the others keep running.
+start_part() {
+  install_kafka; install_ferretdb; install_postgres
+  mkdir -p "$state"
+  case $1 in
+    kafka) start_kafka; wait_kafka ;;
+    ferretdb) start_ferretdb; wait_ferretdb ;;
+    postgres) start_postgres ;;
+    database) start_postgres; start_ferretdb; wait_ferretdb ;;
+    *) die "unknown part $1: kafka, database, ferretdb or postgres" ;;
+  esac
+  log "started $1"
+}
+
+stop_part() {
+  case $1 in
+    kafka|ferretdb) stop_one "$1" ;;
+    postgres) stop_postgres ;;
+    database) stop_one ferretdb; stop_postgres ;;
+    *) die "unknown part $1: kafka, database, ferretdb or postgres" ;;
+  esac
 }
 
 stop_one() {
@@ -266,13 +300,16 @@ status() {
 case ${1:-} in
   install) install_kafka; install_ferretdb; install_postgres ;;
   start)
+    if [[ -n ${2:-} ]]; then start_part "$2"; exit; fi
     install_kafka; install_ferretdb; install_postgres
     mkdir -p "$state"
     start_postgres; start_ferretdb; start_kafka; wait_ready ;;
-  stop) stop_one kafka; stop_one ferretdb; stop_postgres ;;
+  stop)
+    if [[ -n ${2:-} ]]; then stop_part "$2"; exit; fi
+    stop_one kafka; stop_one ferretdb; stop_postgres ;;
   status) status ;;
   reset)
     stop_one kafka; stop_one ferretdb; stop_postgres
     rm -rf "$state" "$pg_dir"; log "removed $state" ;;
-  *) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  *) sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac
