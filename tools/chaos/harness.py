@@ -20,8 +20,10 @@ from tools.chaos.report import render, report_json, write_json
 from tools.chaos.runs import RUN_KINDS, HarnessConfig, RunResult, quiet_logs, run_once
 from tools.samplechain import generate_chain
 
-DEFAULT_KAFKA_PORT = 59092
-DEFAULT_MONGO_PORT = 57017
+# Below the kernel's ephemeral range (32768-60999), where an outgoing connection can hold a
+# port for a moment; and apart from up (9092), test (19092), demo (29092), bench (39092).
+DEFAULT_KAFKA_PORT = 31092
+DEFAULT_MONGO_PORT = 31017
 DEFAULT_PORT_BASE = 18600
 
 

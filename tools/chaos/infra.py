@@ -12,6 +12,7 @@ from pathlib import Path
 from tools.services import ROOT
 
 INFRA_SH = ROOT / "deploy" / "local" / "infra.sh"
+START_ATTEMPTS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,11 +75,23 @@ class LocalInfra:
         return await asyncio.to_thread(self._fresh)
 
     def _fresh(self) -> float:
-        return self._run("reset") + self._run("start")
+        return self._run("reset") + self._start()
+
+    def _start(self, *part: str) -> float:
+        # The harness's ports may lie in the kernel's ephemeral range, where an outgoing
+        # connection can hold one for a moment: a failed bind is tried again.
+        for attempt in range(START_ATTEMPTS):
+            try:
+                return self._run("start", *part)
+            except RuntimeError:
+                if attempt == START_ATTEMPTS - 1:
+                    raise
+                time.sleep(2.0)
+        raise AssertionError("unreachable")
 
     async def start(self, part: str | None = None) -> float:
-        """Start everything, or one part; returns the seconds taken."""
-        return await asyncio.to_thread(self._run, "start", *([part] if part else []))
+        """Start everything, or one part (tried again if it fails); the seconds taken."""
+        return await asyncio.to_thread(self._start, *([part] if part else []))
 
     async def stop(self, part: str | None = None) -> float:
         """Stop everything, or one part; returns the seconds taken."""

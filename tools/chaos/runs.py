@@ -281,8 +281,13 @@ async def run_once(
     result = RunResult(kind)
     infra = LocalInfra(config.state_dir, config.kafka_port, config.mongo_port)
     began = time.monotonic()
-    result.seconds["infrastructure"] = round(await infra.fresh(), 1)
-    await create_topics(infra.bootstrap)
+    try:
+        result.seconds["infrastructure"] = round(await infra.fresh(), 1)
+        await create_topics(infra.bootstrap)
+    except Exception as error:  # noqa: BLE001 - reported with the run; the next run goes on
+        result.error = f"infrastructure: {type(error).__name__}: {error}"
+        await infra.stop()
+        return result
     groups = consumer_groups(services)
     fleet = Fleet(
         services,
