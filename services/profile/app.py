@@ -76,6 +76,9 @@ def build_app(
     async def classify() -> JobRun:
         return await classify_due(records, leases, holder)
 
+    async def prune_claims() -> JobRun:
+        return await store.versions.prune(clock.now())
+
     app = create_service_app(
         runtime,
         title="Huitou profile",
@@ -91,6 +94,7 @@ def build_app(
         jobs=[
             PeriodicJob("publish_leftovers", settings.recompute_check_seconds, leftovers),
             PeriodicJob("classify_due", settings.recompute_check_seconds, classify),
+            PeriodicJob("prune_version_claims", 600.0, prune_claims),
         ],
     )
     app.state.runtime = runtime

@@ -15,7 +15,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pymongo import DeleteOne
-from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from services.profile.classification import ValueThresholds
 from services.profile.customer import Customer
@@ -23,7 +22,8 @@ from services.profile.distribution import CutPoints, band_of
 from services.profile.stats import Stats
 from services.profile.tallies import DELTAS, tally_keys
 from shared.schedule import DueBuckets, DueCursor
-from shared.storage import DUPLICATE_KEY, Document, IndexSpec, Storage, Update, pack, unpack
+from shared.storage import Document, IndexSpec, Storage, pack, unpack
+from shared.versions import VersionedDocuments, VersionedWrite, version_claim_indexes
 
 CUSTOMERS = "customers"
 AUDIT = "audit"
@@ -53,6 +53,7 @@ INDEXES = (
     IndexSpec(AUDIT, [("tally_bucket", 1)], name="audit_by_tally_bucket"),
     IndexSpec(INTENTS, [("due_bucket", 1)], name="intents_by_due_bucket"),
     IndexSpec(DELTAS, [("bucket", 1)], name="tally_deltas_by_bucket"),
+    *version_claim_indexes(CUSTOMERS),
 )
 
 
@@ -223,6 +224,7 @@ class ProfileStore:
         self.audit = storage[AUDIT]
         self.due_buckets = due_buckets
         self.due_cursor = DueCursor(storage, "classify_due", due_buckets)
+        self.versions = VersionedDocuments(storage, CUSTOMERS)
         self.intent_cursor = DueCursor(storage, "publication_intents", INTENT_BUCKETS)
         self._closed_intents: dict[str, None] = {}
 
@@ -230,6 +232,7 @@ class ProfileStore:
         """Create the job cursors before anything is filed under a bucket (start-up)."""
         await self.due_cursor.open(now)
         await self.intent_cursor.open(now)
+        await self.versions.open(now)
 
     # -- records -------------------------------------------------------------------------
 
@@ -244,37 +247,20 @@ class ProfileStore:
         return from_document(doc) if doc else None
 
     async def save(self, customers: Sequence[Customer], now: datetime, write_id: str) -> set[str]:
-        """Write each record if nobody wrote it since it was read; returns the ids that lost."""
-        if not customers:
-            return set()
-        updates = []
-        for customer in customers:
-            doc = to_document(
-                customer,
-                write_id=write_id,
-                now=now,
-                due_buckets=self.due_buckets,
+        """Write each record if nobody wrote it since it was read; returns the ids that lost.
+
+        Each write first claims the record's next version (``shared.versions``): a filtered
+        update alone lets several racing writers win on FerretDB.
+        """
+        writes = [
+            VersionedWrite(
+                customer.customer_id,
+                customer.version,
+                to_document(customer, write_id=write_id, now=now, due_buckets=self.due_buckets),
             )
-            if customer.version == 0:
-                # A new record: inserted only if still absent (another writer may have won).
-                updates.append(Update({"_id": customer.customer_id}, {"$setOnInsert": doc}, True))
-            else:
-                del doc["_id"]
-                updates.append(
-                    Update(
-                        {"_id": customer.customer_id, "version": customer.version}, {"$set": doc}
-                    )
-                )
-        try:
-            outcome = await self.storage.update_each(CUSTOMERS, updates)
-            if outcome.modified + outcome.upserted == len(updates):
-                return set()
-        except (BulkWriteError, DuplicateKeyError) as error:
-            if not _only_duplicate_keys(error):
-                raise
-        ids = [c.customer_id for c in customers]
-        found = await self.storage.fetch_by_ids(CUSTOMERS, ids, projection={"write_id": 1})
-        return {cid for cid in ids if found.get(cid, {}).get("write_id") != write_id}
+            for customer in customers
+        ]
+        return await self.versions.write(writes, now)
 
     async def by_phone_index(self, phone_index: str) -> list[Customer]:
         """Active records with this phone's blind index."""
@@ -451,11 +437,3 @@ class ProfileStore:
         """The audit trail of one customer, oldest first."""
         cursor = self.audit.find({"customer_id": customer_id}).sort("at", 1)
         return [doc async for doc in cursor]
-
-
-def _only_duplicate_keys(error: BulkWriteError | DuplicateKeyError) -> bool:
-    # Two writers creating the same new record: the loser redoes its change on the winner's.
-    if isinstance(error, DuplicateKeyError):
-        return True
-    errors = error.details.get("writeErrors", [])
-    return bool(errors) and all(e.get("code") == DUPLICATE_KEY for e in errors)
