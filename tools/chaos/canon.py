@@ -79,6 +79,9 @@ RULES: dict[str, dict[str, Rule]] = {
         "walk_in_purchases": _rule(),
         "expiries_due": _rule(),
         "loyalty_state": _rule(),
+        "parked_events": _rule(
+            "parked_at", "dead_at", why="wall-clock times; the id names the record's offset"
+        ),
         "account_claims": _skip("claims of account versions, one per write"),
         "pending_changes": _skip("the journal of changes not yet applied", backlog=True),
         "tier_evaluations_due": _skip("filed under account versions; the accounts compare"),

@@ -97,6 +97,6 @@ class LocalInfra:
         """Stop everything, or one part; returns the seconds taken."""
         return await asyncio.to_thread(self._run, "stop", *([part] if part else []))
 
-    def stop_now(self) -> None:
-        """Stop everything, from synchronous code (clean-up)."""
-        self._run("stop")
+    def reset_now(self) -> None:
+        """Stop everything and delete this state dir's data (clean-up, synchronous)."""
+        self._run("reset")
