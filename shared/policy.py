@@ -4,11 +4,31 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TypeVar
+from typing import Annotated, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, PlainValidator, ValidationError
+
+from shared.contracts.values import ExchangeRates
 
 PolicyT = TypeVar("PolicyT", bound=BaseModel)
+
+
+def _given_by_the_service(value: object) -> ExchangeRates:
+    if isinstance(value, ExchangeRates):
+        return value
+    raise ValueError(
+        "exchange rates are the chain's, not a service's: set HUITOU_REPORTING_CURRENCY and "
+        "HUITOU_EXCHANGE_RATES"
+    )
+
+
+Rates = Annotated[ExchangeRates, PlainValidator(_given_by_the_service)]
+"""A policy's exchange rates: put there by the service from its settings, never from a file."""
+
+
+def with_rates(policy: PolicyT, rates: ExchangeRates) -> PolicyT:
+    """The policy with the chain's exchange rates (``ServiceSettings.exchange()``)."""
+    return policy.model_copy(update={"rates": rates})
 
 
 class PolicyError(SystemExit):

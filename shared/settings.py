@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Literal, TypeVar
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.contracts.values import ExchangeRates
 
 
 class SettingsError(SystemExit):
@@ -35,6 +38,20 @@ class ServiceSettings(BaseSettings):
     retry_max_seconds: float = Field(10.0, gt=0)
     # SIGTERM to exit: consumers stop retrying at once; this bounds the rest of the shutdown.
     shutdown_seconds: float = Field(20.0, gt=0)
+    # The chain's one reporting currency, and units of it per unit of each other accepted
+    # currency (a JSON object of decimal strings: {"HKD": "0.92"}). The same in every service.
+    reporting_currency: str = Field("CNY", pattern=r"^[A-Z]{3}$")
+    exchange_rates: dict[str, Decimal] = Field(default_factory=dict)
+
+    @field_validator("exchange_rates")
+    @classmethod
+    def _rates_hold(cls, rates: dict[str, Decimal], info: ValidationInfo) -> dict[str, Decimal]:
+        ExchangeRates.of(info.data.get("reporting_currency", "CNY"), rates)
+        return rates
+
+    def exchange(self) -> ExchangeRates:
+        """The chain's exchange rates into its reporting currency."""
+        return ExchangeRates.of(self.reporting_currency, self.exchange_rates)
 
     def topic(self, name: str) -> str:
         """The physical topic name for a contract topic name."""

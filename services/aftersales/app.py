@@ -13,6 +13,7 @@ from services.aftersales.settings import AftersalesSettings
 from services.aftersales.store import INDEXES, AftersalesStore
 from shared.clock import Clock, SystemClock
 from shared.http import create_service_app
+from shared.policy import with_rates
 from shared.runtime import build_runtime, consume
 
 SERVICE = "aftersales"
@@ -31,7 +32,7 @@ def build_app(
     the caller (tests drive them by hand).
     """
     clock = clock or SystemClock()
-    policy = policy or load_policy(settings.policy_file)
+    policy = with_rates(policy or load_policy(settings.policy_file), settings.exchange())
     runtime = build_runtime(SERVICE, settings, database=settings.database, clock=clock)
     store = AftersalesStore(runtime.storage)
     relay = OutboxRelay(store, runtime.publisher, clock)

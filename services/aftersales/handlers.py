@@ -36,7 +36,7 @@ from shared.contracts import (
     RoutedComplaint,
     Topic,
 )
-from shared.contracts.values import to_minor
+from shared.contracts.values import UnsupportedCurrency
 from shared.messaging import BatchHandler, Inbound, Rejection
 from shared.storage import Document
 
@@ -46,7 +46,7 @@ log = structlog.get_logger("huitou.aftersales")
 
 
 def sale_facts(purchase: Purchase, policy: AftersalesPolicy) -> SaleFacts:
-    """The facts of a sale warranty needs: no personal data, money in minor units.
+    """The facts of a sale warranty needs: no personal data, money in reporting minor units.
 
     A SKU sold on two lines of one order is remembered by its first line.
     """
@@ -59,7 +59,7 @@ def sale_facts(purchase: Purchase, policy: AftersalesPolicy) -> SaleFacts:
                 sku=line.sku,
                 category=line.category,
                 material=line.material,
-                amount_minor=to_minor(line.amount),
+                amount_minor=policy.rates.to_minor(line.amount, purchase.currency),
             ),
         )
     return SaleFacts(
@@ -86,15 +86,21 @@ def on_batch(
         now = clock.now()
         sales: list[SaleFacts] = []
         complaints: dict[str, Complaint] = {}
+        rejections: list[Rejection] = []
         for item in batch:
             event = item.event
             if isinstance(event, Purchase):
+                try:
+                    policy.rates.check(event.currency)
+                except UnsupportedCurrency as unsupported:
+                    rejections.append(Rejection(item.delivery, str(unsupported)))
+                    continue
                 sales.append(sale_facts(event, policy))
             elif isinstance(event, Complaint):
                 complaints.setdefault(event.complaint_id, event)  # duplicates: first wins
         await store.record_sales(sales, now)
         if not complaints:
-            return []
+            return rejections
         tickets = await _open_tickets(store, policy, list(complaints.values()), now)
         inserted = await store.insert_tickets(tickets, now)
         new = [t for t in tickets if t["_id"] in inserted]
@@ -113,7 +119,7 @@ def on_batch(
         pending = [t for t in known.values() if t.get("outbox_at") is not None]
         await relay.publish(TICKETS, [*new, *pending])
         await relay.publish(QUALITY_ALERTS, alerts)
-        return []
+        return rejections
 
     return handle
 

@@ -15,7 +15,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from shared.contracts import ComplaintCategory, Route
-from shared.policy import load_policy_file
+from shared.contracts.values import ExchangeRates
+from shared.policy import Rates, load_policy_file
 
 
 class _Rules(BaseModel):
@@ -225,6 +226,8 @@ class RecurringDefectRule(_Rules):
 class AftersalesPolicy(_Rules):
     """Everything the aftersales rules are configured by."""
 
+    rates: Rates = ExchangeRates()
+    """The chain's exchange rates: from the service's settings, never from the file."""
     classification: ClassificationRules = Field(default_factory=ClassificationRules)
     sla: SlaRules = Field(default_factory=SlaRules)
     default_hours: OpeningHours = Field(default_factory=OpeningHours)

@@ -21,6 +21,7 @@ from services.care.templates import TemplateCatalogue, load_templates
 from shared.clock import Clock, SystemClock
 from shared.http import create_service_app
 from shared.jobs import PeriodicJob
+from shared.policy import with_rates
 from shared.runtime import build_runtime, consume
 
 SERVICE = "care"
@@ -40,7 +41,7 @@ def build_app(
     bad one stops start-up with a message naming the problem.
     """
     clock = clock or SystemClock()
-    policy = policy or load_policy(settings.policy_file)
+    policy = with_rates(policy or load_policy(settings.policy_file), settings.exchange())
     templates = templates or load_templates(settings.templates_file, policy)
     runtime = build_runtime(SERVICE, settings, database=settings.database, clock=clock)
     store = CareStore(runtime.storage)

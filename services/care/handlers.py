@@ -51,7 +51,12 @@ from shared.contracts import (
     TierChanged,
     Topic,
 )
-from shared.contracts.values import InvalidBirthday, parse_birthday, to_minor
+from shared.contracts.values import (
+    ExchangeRates,
+    InvalidBirthday,
+    UnsupportedCurrency,
+    parse_birthday,
+)
 from shared.messaging import BatchHandler, Inbound, Rejection
 from shared.storage import Document
 
@@ -176,14 +181,16 @@ def purchase_year(purchase: Purchase, policy: CarePolicy) -> str:
     return str(purchase.occurred_at.astimezone(policy.zone_of(purchase.store_id)).year)
 
 
-def apply_purchase(view: CustomerView, purchase: Purchase, *, seq: int, year: str) -> CustomerView:
+def apply_purchase(
+    view: CustomerView, purchase: Purchase, *, seq: int, year: str, rates: ExchangeRates
+) -> CustomerView:
     """First and last purchase, where and with whom, and the spend figures it adds to."""
-    amount = to_minor(purchase.total)
+    amount = rates.to_minor(purchase.total, purchase.currency)
     changes: dict[str, Any] = {
         "spend_minor": view.spend_minor + amount,
         "year_spend": {**view.year_spend, year: view.year_spend.get(year, 0) + amount},
         "purchases_counted": max(view.purchases_counted, seq),
-        "currency": purchase.currency,
+        "currency": rates.reporting_currency,
     }
     if view.first_purchase_at is None or purchase.occurred_at < view.first_purchase_at:
         changes["first_purchase_at"] = purchase.occurred_at
@@ -215,7 +222,7 @@ def ledger_entries(
                 "_id": p.event_id,
                 "customer_id": p.customer_id,
                 "seq": views[p.customer_id].purchases_counted + position[p.customer_id],
-                "amount_minor": to_minor(p.total),
+                "amount_minor": policy.rates.to_minor(p.total, p.currency),
                 "year": purchase_year(p, policy),
                 "occurred_at": p.occurred_at,
                 "store_id": p.store_id,
@@ -296,7 +303,11 @@ async def _handle(
     purchases: dict[str, Purchase] = {}
     for item in batch:
         event = item.event
-        if isinstance(event, Purchase) and event.customer_id in live_at_start:
+        if (
+            isinstance(event, Purchase)
+            and event.customer_id in live_at_start
+            and policy.rates.accepts(event.currency)
+        ):
             purchases.setdefault(event.event_id, event)
     entries = ledger_entries(purchases.values(), before, policy)
     already_there = await store.record_purchases(entries, tally)
@@ -310,7 +321,7 @@ async def _handle(
         seen.add(item.event.event_id)
         try:
             _apply(item.event, effects, to_count, policy)
-        except BadFact as error:
+        except (BadFact, UnsupportedCurrency) as error:
             rejections.append(Rejection(item.delivery, str(error)))
 
     changed = [effects.views[c] for c in sorted(effects.changed)]
@@ -360,6 +371,7 @@ def _apply(
     if isinstance(event, Purchase):
         if event.customer_id is None or views[event.customer_id].gone:
             return  # a walk-in, or a customer care must forget
+        policy.rates.check(event.currency)
         if event.event_id not in to_count:
             return  # the customer's figures hold it already (a redelivery or a duplicate)
         view = views[event.customer_id]
@@ -368,7 +380,11 @@ def _apply(
         )
         effects.set(
             apply_purchase(
-                view, event, seq=to_count[event.event_id], year=purchase_year(event, policy)
+                view,
+                event,
+                seq=to_count[event.event_id],
+                year=purchase_year(event, policy),
+                rates=policy.rates,
             )
         )
         return

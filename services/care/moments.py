@@ -17,7 +17,6 @@ from typing import Any
 from services.care.policy import CarePolicy, Kind
 from services.care.rules import CustomerView, due_after, due_on
 from shared.contracts import OutreachChannel, Purchase, Referral, TicketEvent, TierChanged
-from shared.contracts.values import to_minor
 
 
 @dataclass(frozen=True)
@@ -152,7 +151,7 @@ def on_purchase(
             due_at=due_after(at, policy.moment("purchase_callback"), zone),
         )
     )
-    spend_after = spend_before_minor + to_minor(purchase.total)
+    spend_after = spend_before_minor + policy.rates.to_minor(purchase.total, purchase.currency)
     for milestone in policy.spend_milestones:
         if spend_before_minor < milestone * 100 <= spend_after:
             planned.append(
@@ -163,7 +162,7 @@ def on_purchase(
                     occasion=str(milestone),
                     store_id=store,
                     cause_at=at,
-                    variables={"milestone": milestone, "currency": purchase.currency},
+                    variables={"milestone": milestone, "currency": policy.rates.reporting_currency},
                     due_at=due_after(at, policy.moment("spend_milestone"), zone),
                 )
             )

@@ -15,7 +15,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from shared.contracts import Channel, OutreachChannel
-from shared.policy import load_policy_file
+from shared.contracts.values import ExchangeRates
+from shared.policy import Rates, load_policy_file
 
 Kind = Literal[
     "welcome",
@@ -322,6 +323,8 @@ DEFAULT_TONE_RULES: tuple[ToneRule, ...] = (
 class CarePolicy(_Rules):
     """Everything care decides by: a chain tunes it, the defaults follow the domain."""
 
+    rates: Rates = ExchangeRates()
+    """The chain's exchange rates: from the service's settings, never from the file."""
     moments: dict[Kind, Moment] = Field(default_factory=lambda: dict(DEFAULT_MOMENTS))
     quiet_hours: QuietHours = QuietHours()
     frequency_cap: FrequencyCap = FrequencyCap()

@@ -21,6 +21,7 @@ from shared.clock import Clock, SystemClock
 from shared.http import create_service_app
 from shared.jobs import PeriodicJob
 from shared.parking import ParkingLot
+from shared.policy import with_rates
 from shared.runtime import build_runtime, consume
 
 SERVICE = "loyalty"
@@ -41,7 +42,7 @@ def build_app(
     """
     clock = clock or SystemClock()
     wall = wall or SystemClock()
-    policy = policy or load_policy(settings.policy_file)
+    policy = with_rates(policy or load_policy(settings.policy_file), settings.exchange())
     runtime = build_runtime(SERVICE, settings, database=settings.database, clock=clock)
     store = LoyaltyStore(runtime.storage)
     publisher = KafkaRecordPublisher(

@@ -50,7 +50,7 @@ from shared.contracts import (
     Return,
     Topic,
 )
-from shared.contracts.values import to_minor
+from shared.contracts.values import UnsupportedCurrency
 from shared.messaging import BatchHandler, Inbound, Rejection
 from shared.parking import Parked, ParkingLot
 from shared.storage import Document
@@ -157,7 +157,7 @@ class BatchWalk:
                     self.on_referral(event)
                 elif isinstance(event, LoyaltyCommand):
                     self.on_command(item, event)
-            except LoyaltyRuleBroken as broken:
+            except (LoyaltyRuleBroken, UnsupportedCurrency) as broken:
                 self.rejections.append(Rejection(item.delivery, str(broken)))
         return self.rejections
 
@@ -184,7 +184,7 @@ class BatchWalk:
                 purchase.order_id,
                 customer_id,
                 stored_time(purchase.occurred_at),
-                to_minor(purchase.total),
+                self.policy.rates.to_minor(purchase.total, purchase.currency),
             )
             self.orders[purchase.order_id] = KnownOrder(
                 facts, earned, purchase.store_id, purchase.event_id, {}
@@ -286,7 +286,7 @@ class BatchWalk:
         account = self.account(customer_id)
         if account.erased or returned.return_id in order.returns:
             return  # a return on its order was counted by the change that put it there
-        refund = to_minor(returned.refunded_amount())
+        refund = self.policy.rates.to_minor(returned.refunded_amount(), returned.currency)
         points = points_to_reverse(
             earned=order.earned,
             total_minor=order.facts.total_minor,

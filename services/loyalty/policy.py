@@ -10,7 +10,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from shared.policy import load_policy_file
+from shared.contracts.values import ExchangeRates
+from shared.policy import Rates, load_policy_file
 
 
 class _Rules(BaseModel):
@@ -80,6 +81,8 @@ def _default_rewards() -> tuple[Reward, ...]:
 class LoyaltyPolicy(_Rules):
     """How points are earned, reversed, redeemed and expire, and how tiers are reached."""
 
+    rates: Rates = ExchangeRates()
+    """The chain's exchange rates: from the service's settings, never from the file."""
     points_per_currency_unit: Decimal = Field(Decimal(1), gt=0)
     rounding: Literal["down", "half_up", "up"] = "down"
     category_multipliers: dict[str, Decimal] = Field(default_factory=dict)

@@ -114,13 +114,14 @@ def points_for(
 ) -> int:
     """Points a member earns for a purchase.
 
-    Each line's amount times the base rate and its category multiplier; the sum
+    Each line's amount (in the reporting currency) times the base rate and its category
+    multiplier; the sum
     times the tier multiplier (of the tier held before this purchase) and the
     promotion multiplier; rounded once, at the end.
     """
     base = sum(
         (
-            line.amount
+            policy.rates.to_units(line.amount, purchase.currency)
             * policy.points_per_currency_unit
             * policy.category_multipliers.get(line.category, Decimal(1))
             for line in purchase.lines

@@ -23,6 +23,7 @@ from shared.auth import principal_dependency
 from shared.clock import Clock, SystemClock
 from shared.http import create_service_app
 from shared.jobs import JobRun, PeriodicJob
+from shared.policy import with_rates
 from shared.runtime import build_runtime, consume
 
 SERVICE = "profile"
@@ -47,7 +48,7 @@ def build_app(
 ) -> FastAPI:
     """The profile service as an ASGI app; its lifespan runs the consumer and the jobs."""
     clock = clock or SystemClock()
-    policy = policy or load_policy(settings.policy_file)
+    policy = with_rates(policy or load_policy(settings.policy_file), settings.exchange())
     runtime = build_runtime(SERVICE, settings, database=settings.database, clock=clock)
     storage = runtime.storage
     store = ProfileStore(storage)

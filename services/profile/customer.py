@@ -18,14 +18,9 @@ from services.profile.policy import CONTACT_FIELDS, ProfilePolicy
 from services.profile.stats import Stats, month_of, most_frequent
 from services.profile.window import next_window_change, stored_moment
 from shared.contracts import Complaint, CustomerChanged, Purchase, Return
-from shared.contracts.values import to_minor
 
 Status = Literal["active", "erased", "merged"]
 CHANNELS = ("sms", "wechat", "phone", "email")
-
-
-class UnsupportedCurrency(ValueError):
-    """A sale or refund in a currency the policy has no exchange rate for."""
 
 
 @dataclass
@@ -381,12 +376,7 @@ def _changed(customer: Customer, change: str, now: datetime, **facts: Any) -> Cu
 
 
 def _in_reporting_currency(amount: Any, currency: str, policy: ProfilePolicy) -> int:
-    rate = policy.exchange_rates.get(currency)
-    if rate is None:
-        raise UnsupportedCurrency(
-            f"currency: no exchange rate for {currency} in the profile policy"
-        )
-    return to_minor(amount * rate)
+    return policy.rates.to_minor(amount, currency)
 
 
 def _latest(a: datetime | None, b: datetime) -> datetime:

@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from services.profile.cleaning import InvalidProfileData, clean_fields
 from services.profile.customer import (
     Customer,
-    UnsupportedCurrency,
     apply_profile_fields,
     record_complaint,
     record_purchase,
@@ -29,6 +28,7 @@ from shared.contracts import (
     Return,
     Topic,
 )
+from shared.contracts.values import UnsupportedCurrency
 from shared.messaging import BatchHandler, Inbound, Rejection
 from shared.messaging.consumer import message_context
 

@@ -10,7 +10,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from shared.auth import ROLES, Role
-from shared.policy import load_policy_file
+from shared.contracts.values import ExchangeRates
+from shared.policy import Rates, load_policy_file
 
 PiiField = Literal["name", "phone", "email", "address", "id_number", "birthday", "decision_maker"]
 PII_FIELDS: tuple[PiiField, ...] = (
@@ -154,9 +155,8 @@ class ProfilePolicy(_Rules):
 
     time_zone: str = "Asia/Shanghai"
     """The chain's reporting time zone: months of the spend buckets are counted in it."""
-    reporting_currency: str = "CNY"
-    exchange_rates: dict[str, Decimal] = Field(default_factory=lambda: {"CNY": Decimal(1)})
-    """Units of the reporting currency per unit of each accepted currency."""
+    rates: Rates = ExchangeRates()
+    """The chain's exchange rates: from the service's settings, never from the file."""
     default_phone_region: str = "CN"
     lifecycle: LifecycleRules = LifecycleRules()
     vip: VipRules = VipRules()
@@ -184,18 +184,8 @@ class ProfilePolicy(_Rules):
             raise ValueError(f"unknown time zone {zone!r}") from None
         return zone
 
-    @field_validator("exchange_rates")
-    @classmethod
-    def _positive_rates(cls, rates: dict[str, Decimal]) -> dict[str, Decimal]:
-        for currency, rate in rates.items():
-            if rate <= 0:
-                raise ValueError(f"rate of {currency} must be positive")
-        return rates
-
     @model_validator(mode="after")
     def _complete(self) -> Self:
-        if self.exchange_rates.get(self.reporting_currency) != Decimal(1):
-            raise ValueError("exchange_rates must map the reporting currency to 1")
         missing = [role for role in ROLES if role not in self.visibility]
         if missing:
             raise ValueError(f"visibility lacks roles: {', '.join(missing)}")

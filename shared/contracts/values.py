@@ -1,7 +1,8 @@
 """Value types shared by the event models: ids, money, currency, timestamps, enumerations.
 
 Also the one reading of values every service takes from an event in the same way: money
-in minor units (``to_minor``) and a birthday in ``fields`` (``parse_birthday``).
+in minor units of the reporting currency (``to_minor``, ``ExchangeRates``) and a birthday
+in ``fields`` (``parse_birthday``).
 """
 
 from __future__ import annotations
@@ -57,6 +58,59 @@ def to_minor(amount: Decimal) -> int:
     """An amount in integer minor units, rounded half away from zero (the databases have no
     decimal type); every service converts money with this one rule."""
     return int((amount * MINOR_UNITS).to_integral_value(rounding=ROUND_HALF_UP))
+
+
+class UnsupportedCurrency(ValueError):
+    """An amount in a currency the chain has no exchange rate for."""
+
+
+@dataclass(frozen=True)
+class ExchangeRates:
+    """Units of the reporting currency per unit of each accepted currency.
+
+    Every service books money in minor units of the one reporting currency, converted
+    here (``HUITOU_REPORTING_CURRENCY``, ``HUITOU_EXCHANGE_RATES``), so a sale in HKD is the
+    same amount in profile's spend, loyalty's points and tiers, and care's milestones.
+    """
+
+    reporting_currency: str = "CNY"
+    rates: tuple[tuple[str, Decimal], ...] = (("CNY", Decimal(1)),)
+
+    def __post_init__(self) -> None:
+        for currency, rate in self.rates:
+            if not _CURRENCY.fullmatch(currency):
+                raise ValueError(f"{currency!r} is not an ISO 4217 code")
+            if not rate.is_finite() or rate <= 0:
+                raise ValueError(f"the rate of {currency} must be positive")
+        if dict(self.rates).get(self.reporting_currency) != Decimal(1):
+            raise ValueError(f"the reporting currency {self.reporting_currency} must have rate 1")
+
+    @classmethod
+    def of(cls, reporting_currency: str, rates: dict[str, Decimal]) -> ExchangeRates:
+        """Rates from a mapping; the reporting currency is added at 1 if missing."""
+        given = {reporting_currency: Decimal(1), **rates}
+        return cls(reporting_currency, tuple(sorted(given.items())))
+
+    def accepts(self, currency: str) -> bool:
+        """True when amounts in this currency can be converted."""
+        return currency in dict(self.rates)
+
+    def check(self, currency: str) -> None:
+        """Raise ``UnsupportedCurrency`` unless amounts in this currency can be converted."""
+        if not self.accepts(currency):
+            raise UnsupportedCurrency(
+                f"currency: no exchange rate for {currency} (HUITOU_EXCHANGE_RATES has "
+                f"{', '.join(c for c, _ in self.rates)})"
+            )
+
+    def to_minor(self, amount: Decimal, currency: str) -> int:
+        """An amount in minor units of the reporting currency (rounded once, by ``to_minor``)."""
+        return to_minor(self.to_units(amount, currency))
+
+    def to_units(self, amount: Decimal, currency: str) -> Decimal:
+        """An amount in units of the reporting currency, unrounded (for rates applied later)."""
+        self.check(currency)
+        return amount * dict(self.rates)[currency]
 
 
 def _money_to_string(value: Decimal) -> str:

@@ -421,4 +421,4 @@ def test_sizes_come_from_the_sku_and_currency_must_be_known() -> None:
     customer = Customer("C1")
     record_purchase(customer, purchase("p1", customer_id="C1", at=NOW), POLICY)
     assert set(customer.stats.sizes) == {"M"}
-    assert Decimal(1) == POLICY.exchange_rates["CNY"]
+    assert POLICY.rates.to_minor(Decimal("1.00"), "CNY") == 100
