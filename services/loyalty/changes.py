@@ -144,6 +144,9 @@ class AccountChanges:
         self._policy = policy
         self._wall = wall
         self.expiry_days = ChainDays(zone=policy.chain_time_zone)
+        # Changes this instance is writing now: a writer that meets one of their claims
+        # waits for it instead of writing (and publishing) it a second time.
+        self._writing: dict[str, asyncio.Event] = {}
         self.left_behind = DueCursor(self._storage, "loyalty-left-behind", MINUTES)
         self.claims_pruned = DueCursor(self._storage, "loyalty-claims-pruned", HOURS)
 
@@ -219,7 +222,14 @@ class AccountChanges:
         )
         won = await self._storage.insert_once(CLAIMS, [c.claim_document(started) for c in changes])
         winners = [changes[i] for i in sorted(won)]
-        await self.apply(winners)
+        writing = {c.claim_id: asyncio.Event() for c in winners}
+        self._writing.update(writing)
+        try:
+            await self.apply(winners)
+        finally:
+            for claim_id, done in writing.items():
+                del self._writing[claim_id]
+                done.set()
         await self._storage[JOURNAL].delete_one({"_id": note["_id"]})
         return {c.customer_id for c in winners}
 
@@ -267,7 +277,16 @@ class AccountChanges:
         Returns the version the account is at afterwards.
         """
         while True:
-            claim = await self._storage[CLAIMS].find_one({"_id": f"{customer_id}:{version + 1}"})
+            claim_id = f"{customer_id}:{version + 1}"
+            writing = self._writing.get(claim_id)
+            if writing is not None:
+                await writing.wait()
+                if (await self._store.account_versions([customer_id])).get(
+                    customer_id, 0
+                ) > version:
+                    version += 1
+                    continue
+            claim = await self._storage[CLAIMS].find_one({"_id": claim_id})
             if claim is None:
                 return version
             await self.apply([Change.from_claim(claim)])
