@@ -13,6 +13,7 @@ intents this instance has not seen closed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -40,6 +41,8 @@ from services.profile.tallies import (
 from shared.clock import Clock
 from shared.contracts import PROFILE_CUSTOMER_CHANGED
 from shared.messaging import EventPublisher
+
+PUBLISHING_WAIT_SECONDS = 5.0
 
 log = structlog.get_logger("huitou.profile")
 
@@ -76,6 +79,9 @@ class CustomerRecords:
         self.policy = policy
         self.clock = clock
         self._opened = False
+        # Writes of this instance whose intents are open: another write of the same record
+        # waits for them to publish rather than publish their changes a second time.
+        self._publishing: dict[str, asyncio.Event] = {}
 
     async def open(self, now: datetime) -> None:
         """Create the job cursors and the counts, once, before anything is filed under them."""
@@ -107,10 +113,23 @@ class CustomerRecords:
         spend changes in it, so a record is classified right in the call that changes it.
         """
         await self.open(self.clock.now())
-        pending = list(changes)
-        extra = set(reclassify)
-        written: dict[str, Customer] = {}
         intents: list[str] = []
+        try:
+            return await self._change(changes, follow_merges, thresholds, set(reclassify), intents)
+        finally:
+            for write_id in intents:
+                self._publishing.pop(write_id).set()
+
+    async def _change(
+        self,
+        changes: Sequence[Change],
+        follow_merges: bool,
+        thresholds: ValueThresholds | None,
+        extra: set[str],
+        intents: list[str],
+    ) -> dict[str, Customer]:
+        pending = list(changes)
+        written: dict[str, Customer] = {}
         deltas: dict[str, Counts] = {}
         cuts: dict[str, CutPoints | None] = {}
         counted_in: dict[str, set[str]] = {}
@@ -119,7 +138,7 @@ class CustomerRecords:
             records = await self._load(
                 {c.customer_id for c in pending} | extra, follow_merges=follow_merges
             )
-            await self._forget_published(records)
+            await self._forget_published(records, own=set(intents))
             self._count_carried(records, deltas, counted_in)
             counted = {cid: list(r.tallies) for cid, r in records.items()}
             carried = {cid: list(r.tally_deltas) for cid, r in records.items()}
@@ -153,8 +172,9 @@ class CustomerRecords:
                 )
             shared = await self._note_shared_phones(batch, phones, now, saved=False)
             used = cut_points(classify_with)
-            await self.store.open_intent(write_id, [r.customer_id for r in batch], used, now)
+            self._publishing[write_id] = asyncio.Event()
             intents.append(write_id)
+            await self.store.open_intent(write_id, [r.customer_id for r in batch], used, now)
             lost = await self.store.save(batch, now, write_id)
             if lost:
                 log.info("records_changed_concurrently_redoing", customers=len(lost))
@@ -210,7 +230,7 @@ class CustomerRecords:
         )
         return len(events)
 
-    async def _forget_published(self, records: dict[str, Customer]) -> None:
+    async def _forget_published(self, records: dict[str, Customer], own: set[str]) -> None:
         # A record's outbox is cleared by its next write, not by a write of its own: its
         # entries went out once the intent of the write that stored them is closed (that
         # write published the whole outbox, including entries carried from earlier ones).
@@ -219,6 +239,12 @@ class CustomerRecords:
         asked |= {str(e["w"]) for r in records.values() for e in r.tally_deltas}
         if not asked:
             return
+        # A write of this instance still publishing: its changes go out with it. Bounded, as
+        # two writes redoing a lost race may each wait for the other (then both publish).
+        waits = [self._publishing[w].wait() for w in asked - own if w in self._publishing]
+        if waits:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.gather(*waits), PUBLISHING_WAIT_SECONDS)
         still_open = await self.store.open_intents(asked)
         for record in records.values():
             if record.outbox and record.last_write_id not in still_open:

@@ -8,6 +8,8 @@ is due or changed, and the counts kept by the fold equal a recount from scratch.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
@@ -480,3 +482,37 @@ def _registers(records: CustomerRecords, customer_id: str) -> Mutation:
         return True
 
     return mutate
+
+
+async def test_a_write_meeting_one_still_publishing_leaves_its_changes_to_it(
+    instance: Instance,
+) -> None:
+    """The consumer and a job of one instance write a record at once: each event goes out once."""
+    records = instance.records
+
+    def birthday(month: int) -> Change:
+        def mutate(customer: Customer) -> bool:
+            customer.birthday_month, customer.birthday_day = month, 1
+            return True
+
+        return Change("C-TWICE", mutate)
+
+    await records.apply([birthday(1)])
+    sent: list[str] = []
+    publishing = asyncio.Event()
+
+    class SlowBroker:
+        async def publish_raw(self, topic: object, key: str, value: bytes) -> None:
+            sent.append(json.loads(value)["event_id"])
+            publishing.set()
+            await asyncio.sleep(0.5)
+
+    records.publisher = SlowBroker()  # type: ignore[assignment]
+    first = asyncio.create_task(records.apply([birthday(2)]))
+    await publishing.wait()  # the first write is stored, its change is being published
+    await records.apply([birthday(3)])
+    await first
+    assert sorted(sent) == [
+        "profile:C-TWICE:v2:profile_updated",
+        "profile:C-TWICE:v3:profile_updated",
+    ]
