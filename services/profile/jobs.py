@@ -60,7 +60,9 @@ async def classify_due(records: CustomerRecords, leases: Leases, holder: str) ->
     now = clock.now()
     fold = await tallies.fold(now)
     run.count(read=fold.read, written=fold.written)
-    thresholds = await tallies.thresholds()
+    # From every instance's writes: two instances taking turns with the lease, each adding
+    # only its own recent writes to the fold, moved customers back and forth between classes.
+    thresholds = await tallies.thresholds(of_all_at=now)
     classified_with = await store.classified_with()
     run.count(read=2)
     # Records were classified with the cut points of their time: by the last run

@@ -199,9 +199,34 @@ class Tallies:
         self.view.forget_through(doc.get("folded_through") if doc else None)
         return bands_of(self.view.added_to(from_pairs((doc or {}).get("counts")), BAND))
 
-    async def thresholds(self, moves: Mapping[int, int] | None = None) -> ValueThresholds:
-        """Value-class cut points from the kept distribution, with ``moves`` (band: ±n) added."""
-        counts = await self.band_counts()
+    async def band_counts_of_all(self, now: datetime) -> dict[int, int]:
+        """Customers per spend band as every instance's writes left them, the same for all.
+
+        Folded, plus the delta documents of the minutes not folded yet (a few bucket lookups).
+        """
+        doc = await self.storage[SUMMARY].find_one({"_id": BANDS_ID})
+        counts = {
+            k: n for k, n in from_pairs((doc or {}).get("counts")).items() if k.startswith(BAND)
+        }
+        settled = doc.get("folded_through") if doc else None
+        keys = self.buckets.keys_after(settled, now, first=now)[:MAX_BUCKETS_PER_FOLD]
+        for found in await self.storage.find_by_values(DELTAS, "bucket", keys):
+            delta = from_pairs(found.get("delta"))
+            added(counts, {k: n for k, n in delta.items() if k.startswith(BAND)})
+        return bands_of(counts)
+
+    async def thresholds(
+        self, moves: Mapping[int, int] | None = None, *, of_all_at: datetime | None = None
+    ) -> ValueThresholds:
+        """Value-class cut points from the kept distribution, with ``moves`` (band: ±n) added.
+
+        With ``of_all_at``, from every instance's writes up to then (``band_counts_of_all``)
+        rather than the fold and this instance's own: what the job classifies by, so that
+        instances taking turns with its lease agree.
+        """
+        counts = await (
+            self.band_counts() if of_all_at is None else self.band_counts_of_all(of_all_at)
+        )
         for band, n in (moves or {}).items():
             counts[band] = counts.get(band, 0) + n
         return banded_thresholds(counts, self.policy)

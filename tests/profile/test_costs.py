@@ -516,3 +516,44 @@ async def test_a_write_meeting_one_still_publishing_leaves_its_changes_to_it(
         "profile:C-TWICE:v2:profile_updated",
         "profile:C-TWICE:v3:profile_updated",
     ]
+
+
+async def test_two_instances_taking_turns_with_the_job_agree_on_every_class(
+    instance: Instance,
+) -> None:
+    """Each instance has written half the chain, none of it folded yet: the job's cut points
+    come from the fold alone, so whichever instance holds the lease classifies alike."""
+    other = CustomerRecords(
+        ProfileStore(instance.storage),
+        instance.fresh_tallies(),
+        instance.publisher,
+        instance.records.vault,
+        instance.records.policy,
+        instance.clock,
+    )
+    await other.open(instance.clock.now())
+    other_processor = BatchProcessor(
+        service="profile",
+        handle=on_batch(other),
+        publisher=instance.publisher,
+        metrics=ConsumerMetrics("profile", CollectorRegistry()),
+        clock=instance.clock,
+    )
+    deliveries = chain(300)
+    half = len(deliveries) // 2
+    for start in range(0, len(deliveries), 200):
+        processor = instance.processor if start < half else other_processor
+        await processor.process(deliveries[start : start + 200])
+
+    async def value_classes() -> dict[str, str]:
+        docs = [unpack(d) async for d in instance.storage[CUSTOMERS].find({"status": "active"})]
+        return {d["_id"]: d["classes"]["value_class"] for d in docs}
+
+    seen = []
+    for turn in range(4):
+        records, holder = (instance.records, "a") if turn % 2 == 0 else (other, "b")
+        instance.clock.advance(timedelta(seconds=1))  # the last holder's lease has ended
+        await classify_due(records, Leases(instance.storage), holder)
+        seen.append(await value_classes())
+    flipped = {cid for cid in seen[1] if len({s[cid] for s in seen[1:]}) > 1}
+    assert flipped == set()
