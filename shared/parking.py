@@ -109,22 +109,41 @@ _parked_again: contextvars.ContextVar[set[str] | None] = contextvars.ContextVar(
 )
 
 
+# Set while a sweep hands over events whose grace ran out, to be handled without waiting.
+_out_of_time: contextvars.ContextVar[bool] = contextvars.ContextVar("out_of_time", default=False)
+
+
 class ParkingLot:
     """A service's parked events, kept in its own database.
 
-    ``grace`` of zero turns parking off: handlers then reject such events at once.
+    ``grace`` of zero turns parking off: handlers then handle or reject such events at once.
+    An event still waiting when its grace runs out is dead-lettered, or, with
+    ``apply_when_out_of_time``, handed to the handler anyway, which must then not park it
+    (``may_park`` is False): for events that count without their prerequisite too.
     """
 
-    def __init__(self, storage: Storage, clock: Clock, grace: timedelta) -> None:
+    def __init__(
+        self,
+        storage: Storage,
+        clock: Clock,
+        grace: timedelta,
+        *,
+        apply_when_out_of_time: bool = False,
+    ) -> None:
         self._storage = storage
         self._clock = clock
         self.grace = grace
+        self.apply_when_out_of_time = apply_when_out_of_time
         self._seen = 0
 
     @property
     def enabled(self) -> bool:
         """True when events may wait for their prerequisite."""
         return self.grace > timedelta(0)
+
+    def may_park(self) -> bool:
+        """True when the event being handled may wait (parking on, its grace not run out)."""
+        return self.enabled and not _out_of_time.get()
 
     async def park(self, parked: Sequence[Parked]) -> None:
         """Keep these deliveries until their prerequisites land (each once, by position)."""
@@ -161,7 +180,7 @@ class ParkingLot:
         return sorted(docs, key=stream_order)
 
     async def sweep(self, processor: Processor, ready: Ready) -> JobRun:
-        """Apply the events whose prerequisite landed; dead-letter those out of time."""
+        """Apply the events whose prerequisite landed; dead-letter (or apply) those out of time."""
         docs = await self.waiting()
         self._seen = len(docs)
         run = JobRun(read=len(docs))
@@ -184,14 +203,25 @@ class ParkingLot:
         won = await self._storage.insert_once(
             SETTLED, [{"_id": doc["_id"], "at": now} for doc in expired]
         )
-        letters = [
-            Rejection(delivery_of(doc), f"{doc['reason']} (parked {self._waited(doc, now)})")
-            for i, doc in enumerate(expired)
-            if i in won
-        ]
-        await processor.dead_letter(letters)
+        late = [doc for i, doc in enumerate(expired) if i in won]
+        if self.apply_when_out_of_time:
+            letters = []
+            late_token = _out_of_time.set(True)
+            try:
+                if late:
+                    await processor.process([delivery_of(d) for d in late], count_processed=False)
+            finally:
+                _out_of_time.reset(late_token)
+        else:
+            letters = [
+                Rejection(delivery_of(doc), f"{doc['reason']} (parked {self._waited(doc, now)})")
+                for doc in late
+            ]
+            await processor.dead_letter(letters)
         done = [doc["_id"] for doc in released if doc["_id"] not in again]
-        done += [doc["_id"] for doc in expired]
+        # Those whose claim another sweep won are its to finish; if it died, they are taken
+        # again once its claim is pruned.
+        done += [doc["_id"] for doc in late]
         await self._storage.each_concurrently(
             done, lambda i: self._storage[PARKED].delete_one({"_id": i})
         )
@@ -200,7 +230,12 @@ class ParkingLot:
         run.count(written=len(done) + len(expired) + pruned.deleted_count)
         self._seen -= len(done)
         if released or expired:
-            log.info("parked_events_swept", released=len(released), dead_lettered=len(letters))
+            log.info(
+                "parked_events_swept",
+                released=len(released),
+                out_of_time=len(late),
+                dead_lettered=len(letters),
+            )
         return run
 
     @staticmethod

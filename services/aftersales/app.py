@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from fastapi import FastAPI
 
 from services.aftersales.api import aftersales_router
-from services.aftersales.handlers import SUBSCRIBED_TOPICS, on_batch
+from services.aftersales.handlers import SUBSCRIBED_TOPICS, on_batch, sales_known
 from services.aftersales.jobs import figures_folder, outbox_sweeper, sla_watcher
 from services.aftersales.outbox import OutboxRelay
 from services.aftersales.policy import AftersalesPolicy, load_policy
@@ -13,6 +15,8 @@ from services.aftersales.settings import AftersalesSettings
 from services.aftersales.store import INDEXES, AftersalesStore
 from shared.clock import Clock, SystemClock
 from shared.http import create_service_app
+from shared.jobs import PeriodicJob
+from shared.parking import ParkingLot
 from shared.policy import with_rates
 from shared.runtime import build_runtime, consume
 
@@ -36,17 +40,28 @@ def build_app(
     runtime = build_runtime(SERVICE, settings, database=settings.database, clock=clock)
     store = AftersalesStore(runtime.storage)
     relay = OutboxRelay(store, runtime.publisher, clock)
-    consume(runtime, SUBSCRIBED_TOPICS, on_batch(store, relay, policy, clock))
+    parking = ParkingLot(
+        runtime.storage,
+        clock,
+        timedelta(seconds=settings.parking_grace_seconds),
+        apply_when_out_of_time=True,
+    )
+    processor = consume(runtime, SUBSCRIBED_TOPICS, on_batch(store, relay, policy, clock, parking))
+    ready = sales_known(store)
     every = settings.watch_every_seconds
-    jobs = (
-        [
+    jobs = [
+        PeriodicJob(
+            "aftersales-parking",
+            settings.parking_every_seconds,
+            lambda: parking.sweep(processor, ready),
+        )
+    ]
+    if run_watcher:
+        jobs += [
             sla_watcher(store, relay, clock, every),
             outbox_sweeper(relay, every),
             figures_folder(store, clock, every),
         ]
-        if run_watcher
-        else []
-    )
 
     async def prepare() -> None:
         await store.prepare(clock.now())
@@ -63,4 +78,5 @@ def build_app(
     app.state.store = store
     app.state.relay = relay
     app.state.policy = policy
+    app.state.parking = parking
     return app

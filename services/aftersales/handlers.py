@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 
 import structlog
@@ -37,7 +37,8 @@ from shared.contracts import (
     Topic,
 )
 from shared.contracts.values import UnsupportedCurrency
-from shared.messaging import BatchHandler, Inbound, Rejection
+from shared.messaging import BatchHandler, Delivery, Inbound, Rejection
+from shared.parking import Parked, ParkingLot
 from shared.storage import Document
 
 SUBSCRIBED_TOPICS: tuple[Topic, ...] = (CRM_COMPLAINTS, POS_PURCHASES)
@@ -72,9 +73,16 @@ def sale_facts(purchase: Purchase, policy: AftersalesPolicy) -> SaleFacts:
 
 
 def on_batch(
-    store: AftersalesStore, relay: OutboxRelay, policy: AftersalesPolicy, clock: Clock
+    store: AftersalesStore,
+    relay: OutboxRelay,
+    policy: AftersalesPolicy,
+    clock: Clock,
+    parking: ParkingLot | None = None,
 ) -> BatchHandler:
     """The batch handler: record sales, open one ticket per complaint, publish.
+
+    With ``parking``, a complaint naming an order whose sale is not known yet waits for it
+    (at most the lot's grace period) so that its ticket has the sale's SKU and date.
 
     A batch costs one insert for its sales, and for its complaints a lookup per
     customer and per order named, one insert, an update per new ticket (its outbox
@@ -86,6 +94,7 @@ def on_batch(
         now = clock.now()
         sales: list[SaleFacts] = []
         complaints: dict[str, Complaint] = {}
+        delivered: dict[str, Delivery] = {}
         rejections: list[Rejection] = []
         for item in batch:
             event = item.event
@@ -98,10 +107,23 @@ def on_batch(
                 sales.append(sale_facts(event, policy))
             elif isinstance(event, Complaint):
                 complaints.setdefault(event.complaint_id, event)  # duplicates: first wins
+                delivered.setdefault(event.complaint_id, item.delivery)
         await store.record_sales(sales, now)
         if not complaints:
             return rejections
-        tickets = await _open_tickets(store, policy, list(complaints.values()), now)
+        may_wait = parking is not None and parking.may_park()
+        tickets, waiting = await _open_tickets(
+            store, policy, list(complaints.values()), now, may_wait=may_wait
+        )
+        if parking is not None and waiting:
+            # Its sale may be on its way on another topic: the ticket opens with it, or
+            # without it once the grace period is over (a complaint never waits longer).
+            await parking.park(
+                [
+                    Parked(delivered[c.complaint_id], order_waited_for(c.order_id or ""), WAITS)
+                    for c in waiting
+                ]
+            )
         inserted = await store.insert_tickets(tickets, now)
         new = [t for t in tickets if t["_id"] in inserted]
         for ticket in new:
@@ -124,9 +146,41 @@ def on_batch(
     return handle
 
 
+WAITS = "complaint about an order whose sale is not known yet"
+
+
+def order_waited_for(order_id: str) -> str:
+    """The parking key of complaints waiting for their order's sale."""
+    return f"order:{order_id}"
+
+
+def sales_known(store: AftersalesStore) -> Callable[[Sequence[str]], Awaitable[set[str]]]:
+    """Of the parking keys of orders, those whose sale is known now."""
+
+    async def ready(keys: Sequence[str]) -> set[str]:
+        wanted = {key.removeprefix("order:"): key for key in keys if key.startswith("order:")}
+        found = await store.purchase_lines(sorted(wanted))
+        return {wanted[order_id] for order_id in found}
+
+    return ready
+
+
+def needs_its_sale(complaint: Complaint) -> bool:
+    """True when the ticket would take a detail (SKU, purchase date) from the named order."""
+    return complaint.order_id is not None and (
+        complaint.sku is None or complaint.purchase_date is None
+    )
+
+
 async def _open_tickets(
-    store: AftersalesStore, policy: AftersalesPolicy, complaints: Sequence[Complaint], now: datetime
-) -> list[Document]:
+    store: AftersalesStore,
+    policy: AftersalesPolicy,
+    complaints: Sequence[Complaint],
+    now: datetime,
+    *,
+    may_wait: bool,
+) -> tuple[list[Document], list[Complaint]]:
+    """The tickets of these complaints, and the complaints that wait for their sale."""
     rules = policy.classification
     since = min(c.occurred_at for c in complaints) - timedelta(days=rules.repeat_window_days)
     customers = sorted({c.customer_id for c in complaints if c.customer_id})
@@ -135,7 +189,11 @@ async def _open_tickets(
         store.purchase_lines(sorted({c.order_id for c in complaints if c.order_id})),
     )
     tickets: list[Document] = []
+    waiting: list[Complaint] = []
     for complaint in sorted(complaints, key=lambda c: (c.occurred_at, c.complaint_id)):
+        if may_wait and needs_its_sale(complaint) and complaint.order_id not in orders:
+            waiting.append(complaint)
+            continue
         history = earlier.setdefault(complaint.customer_id or "", [])
         repeated = bool(complaint.customer_id) and is_repeat(
             complaint, history, rules.repeat_window_days
@@ -156,7 +214,7 @@ async def _open_tickets(
             )
         )
         tickets.append(ticket)
-    return tickets
+    return tickets, waiting
 
 
 def _from_the_order(

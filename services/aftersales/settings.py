@@ -18,3 +18,12 @@ class AftersalesSettings(AuthSettings):
     watch_every_seconds: float = Field(
         30.0, gt=0, validation_alias="HUITOU_AFTERSALES_WATCH_EVERY_SECONDS"
     )
+    # How long a complaint naming an order whose sale is not known yet waits for it (the
+    # ticket then opens without the sale's SKU and date; 0: at once), and how often the
+    # waiting ones are looked at.
+    parking_grace_seconds: float = Field(
+        60.0, ge=0, validation_alias="HUITOU_AFTERSALES_PARKING_GRACE_SECONDS"
+    )
+    parking_every_seconds: float = Field(
+        2.0, gt=0, validation_alias="HUITOU_AFTERSALES_PARKING_EVERY_SECONDS"
+    )

@@ -81,7 +81,9 @@ def token(
     return {"Authorization": f"Bearer {issued}"}
 
 
-def settings_for(infra: dict[str, str], prefix: str, database: str) -> AftersalesSettings:
+def settings_for(
+    infra: dict[str, str], prefix: str, database: str, **extra: Any
+) -> AftersalesSettings:
     """Settings pointing the service at this test's topics and database."""
     return AftersalesSettings(
         kafka_bootstrap=infra["kafka"],
@@ -90,6 +92,7 @@ def settings_for(infra: dict[str, str], prefix: str, database: str) -> Aftersale
         auth_secret=SECRET,
         HUITOU_AFTERSALES_DATABASE=database,
         consumer_batch_timeout_ms=50,
+        **extra,
     )
 
 
@@ -111,10 +114,14 @@ async def running(
     *,
     clock: Clock,
     policy: AftersalesPolicy | None = None,
+    **settings: Any,
 ) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
     """One aftersales instance in this process (the SLA watcher is driven by the test)."""
     app = build_app(
-        settings_for(infra, prefix, database), clock=clock, policy=policy, run_watcher=False
+        settings_for(infra, prefix, database, **settings),
+        clock=clock,
+        policy=policy,
+        run_watcher=False,
     )
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
+import httpx
 import pytest
 from pymongo import AsyncMongoClient
 
@@ -30,7 +32,7 @@ from tests.aftersales.support import (
     token,
 )
 from tests.factories import purchase
-from tests.support import publish, read_topic
+from tests.support import eventually, publish, read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -217,3 +219,64 @@ async def test_an_invalid_complaint_is_dead_lettered(
         assert [letter.original_bytes() for letter in letters] == [blank]
         assert "text" in letters[0].error
         assert (await client.get("/stats")).json()["tickets"] == 1
+
+
+async def test_a_complaint_read_before_its_sale_waits_for_it_and_takes_its_details(
+    infra: dict[str, str], prefix: str, database_name: str
+) -> None:
+    """Topics are not ordered with each other: the ticket opens as if the sale came first."""
+    await create_aftersales_topics(infra, prefix)
+    sale = purchase("pos-zip", at=NOW - timedelta(days=3))
+    early = complaint("CMP-EARLY", "外套拉链第一天就坏了", order_id=sale.order_id)
+    settings = {"HUITOU_AFTERSALES_PARKING_EVERY_SECONDS": 0.2}
+    async with running(infra, prefix, database_name, clock=FixedClock(NOW), **settings) as (
+        _,
+        client,
+    ):
+        await publish(infra["kafka"], prefix, [(CRM_COMPLAINTS, early, None)])
+        await caught_up(infra, prefix)
+        waiting = await client.get("/tickets/TK-CMP-EARLY", headers=HEAD_OFFICE)
+        assert waiting.status_code == 404
+
+        await publish(infra["kafka"], prefix, [(POS_PURCHASES, sale, None)])
+        ticket = await eventually(lambda: _ticket(client, "TK-CMP-EARLY"), lambda t: t is not None)
+        assert ticket is not None
+        assert (ticket["sku"], ticket["purchase_date"]) == ("JK-2231-M", "2026-11-20")
+        assert [h["status"] for h in ticket["history"]] == ["opened", "routed"]
+    letters = await read_topic(infra["kafka"], prefix + "aftersales.dlq.v1", expected=0, timeout=2)
+    assert letters == []
+
+
+async def test_a_complaint_whose_sale_never_comes_is_opened_after_the_grace_period(
+    infra: dict[str, str], prefix: str, database_name: str
+) -> None:
+    await create_aftersales_topics(infra, prefix)
+    clock = FixedClock(NOW)
+    lonely = complaint("CMP-LONE", "外套拉链第一天就坏了", order_id="NO-SUCH-ORDER")
+    settings = {
+        "HUITOU_AFTERSALES_PARKING_EVERY_SECONDS": 0.2,
+        "HUITOU_AFTERSALES_PARKING_GRACE_SECONDS": 30,
+    }
+    async with running(infra, prefix, database_name, clock=clock, **settings) as (_, client):
+        await publish(infra["kafka"], prefix, [(CRM_COMPLAINTS, lonely, None)])
+        await caught_up(infra, prefix)
+        assert await _ticket(client, "TK-CMP-LONE") is None
+        clock.advance(timedelta(seconds=31))
+        ticket = await eventually(lambda: _ticket(client, "TK-CMP-LONE"), lambda t: t is not None)
+        assert ticket is not None
+        assert (ticket["sku"], ticket["purchase_date"]) == (None, None)
+        assert ticket["order_id"] == "NO-SUCH-ORDER"
+        # A redelivery of the complaint changes nothing.
+        await publish(infra["kafka"], prefix, [(CRM_COMPLAINTS, lonely, None)])
+        await caught_up(infra, prefix)
+        stats = (await client.get("/stats")).json()
+        assert stats["tickets"] == 1
+    letters = await read_topic(infra["kafka"], prefix + "aftersales.dlq.v1", expected=0, timeout=2)
+    assert letters == []
+
+
+async def _ticket(client: httpx.AsyncClient, ticket_id: str) -> dict[str, Any] | None:
+    response = await client.get(f"/tickets/{ticket_id}", headers=HEAD_OFFICE)
+    assert response.status_code in (200, 404), response.text
+    found: dict[str, Any] | None = response.json() if response.status_code == 200 else None
+    return found

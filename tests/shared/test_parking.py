@@ -125,3 +125,27 @@ def test_a_lot_without_grace_is_off() -> None:
     lot = ParkingLot(Storage.__new__(Storage), FixedClock(START), timedelta(0))
     assert not lot.enabled
     assert ParkingLot(Storage.__new__(Storage), FixedClock(START), timedelta(seconds=1)).enabled
+
+
+async def test_events_out_of_time_may_be_handed_over_instead_of_dead_lettered(
+    mongo: AsyncMongoClient[Document], database_name: str
+) -> None:
+    storage = Storage(mongo[database_name])
+    clock = FixedClock(START)
+    lot = ParkingLot(storage, clock, timedelta(minutes=1), apply_when_out_of_time=True)
+    await lot.park([Parked(delivery(1), "order:A", "no A"), Parked(delivery(2), "order:B", "")])
+    allowed: list[bool] = []
+
+    class Handler(RecordingProcessor):
+        async def process(
+            self, deliveries: Sequence[Delivery], *, count_processed: bool = True
+        ) -> None:
+            allowed.append(lot.may_park())
+            await super().process(deliveries, count_processed=count_processed)
+
+    clock.advance(timedelta(minutes=2))
+    handler = Handler()
+    await lot.sweep(handler, ready_of({"order:A"}))
+    assert handler.processed == [([1], False), ([2], False)]
+    assert allowed == [True, False]  # released: may wait again; out of time: may not
+    assert (handler.letters, await lot.count(), lot.may_park()) == ([], 0, True)
