@@ -17,11 +17,12 @@ only what is parked: nothing, most of the time.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import structlog
 
@@ -31,6 +32,7 @@ from shared.messaging import Delivery, Rejection
 from shared.storage import Document, Storage
 
 log = structlog.get_logger("huitou.parking")
+T = TypeVar("T")
 
 PARKED = "parked_events"
 SETTLED = "parked_settled"
@@ -193,12 +195,8 @@ class ParkingLot:
         expired = [d for d in docs if d["waiting_for"] not in landed and d["dead_at"] <= now]
         run.count(due=len(released) + len(expired))
         again: set[str] = set()
-        token = _parked_again.set(again)
-        try:
-            if released:
-                await processor.process([delivery_of(d) for d in released], count_processed=False)
-        finally:
-            _parked_again.reset(token)
+        with _set(_parked_again, again):
+            await _hand_over(processor, released)
         # A claim per expired event: of two sweeping instances, one writes its letter.
         won = await self._storage.insert_once(
             SETTLED, [{"_id": doc["_id"], "at": now} for doc in expired]
@@ -206,12 +204,8 @@ class ParkingLot:
         late = [doc for i, doc in enumerate(expired) if i in won]
         if self.apply_when_out_of_time:
             letters = []
-            late_token = _out_of_time.set(True)
-            try:
-                if late:
-                    await processor.process([delivery_of(d) for d in late], count_processed=False)
-            finally:
-                _out_of_time.reset(late_token)
+            with _set(_out_of_time, True):
+                await _hand_over(processor, late)
         else:
             letters = [
                 Rejection(delivery_of(doc), f"{doc['reason']} (parked {self._waited(doc, now)})")
@@ -242,3 +236,17 @@ class ParkingLot:
     def _waited(doc: Document, now: datetime) -> str:
         seconds = int((now - doc["parked_at"]).total_seconds())
         return f"{seconds} s waiting for {doc['waiting_for']}"
+
+
+async def _hand_over(processor: Processor, docs: Sequence[Document]) -> None:
+    if docs:
+        await processor.process([delivery_of(d) for d in docs], count_processed=False)
+
+
+@contextlib.contextmanager
+def _set(var: contextvars.ContextVar[T], value: T) -> Iterator[None]:
+    token = var.set(value)
+    try:
+        yield
+    finally:
+        var.reset(token)

@@ -60,6 +60,16 @@ async def account(client: httpx.AsyncClient, customer_id: str) -> dict[str, Any]
     return response.json() if response.status_code == 200 else None
 
 
+def referral(event_id: str, referrer: str, referee: str) -> Referral:
+    return Referral(
+        event_id=event_id,
+        occurred_at=MORNING,
+        referrer_id=referrer,
+        referee_id=referee,
+        store_id="SH001",
+    )
+
+
 def a_return(
     event_id: str, order_id: str, amount: str, customer_id: str = "C0001234", at: datetime = MORNING
 ) -> Return:
@@ -230,15 +240,6 @@ async def test_referral_rewards_both_on_the_referees_first_purchase_once(
 ) -> None:
     _, client = loyalty
 
-    def referral(event_id: str, referrer: str, referee: str) -> Referral:
-        return Referral(
-            event_id=event_id,
-            occurred_at=MORNING,
-            referrer_id=referrer,
-            referee_id=referee,
-            store_id="SH001",
-        )
-
     # Three moments, each consumed before the next: Kafka orders events per topic and
     # key, not across topics, and in a store these happen minutes or days apart.
     earlier, later = MORNING - timedelta(days=1), MORNING + timedelta(hours=1)
@@ -273,15 +274,6 @@ async def test_a_referral_is_judged_on_the_events_times_whichever_topic_is_read_
     infra: dict[str, str], prefix: str, loyalty: tuple[FastAPI, httpx.AsyncClient]
 ) -> None:
     _, client = loyalty
-
-    def referral(event_id: str, referrer: str, referee: str) -> Referral:
-        return Referral(
-            event_id=event_id,
-            occurred_at=MORNING,
-            referrer_id=referrer,
-            referee_id=referee,
-            store_id="SH001",
-        )
 
     after, before = MORNING + timedelta(hours=2), MORNING - timedelta(hours=2)
     # LATE's purchase is consumed before the referral made before it; GONE's purchase made

@@ -104,6 +104,17 @@ class Instance:
             self.clock.advance(timedelta(minutes=1))
         return costs
 
+    def another(self) -> CustomerRecords:
+        """The records as a second instance on the same database writes them."""
+        return CustomerRecords(
+            ProfileStore(self.storage),
+            self.fresh_tallies(),
+            self.publisher,
+            self.records.vault,
+            self.records.policy,
+            self.clock,
+        )
+
     def fresh_tallies(self) -> Tallies:
         """The counts as another instance (no own changes remembered) sees them."""
         return Tallies(self.storage, self.records.policy, audit=AUDIT)
@@ -356,14 +367,7 @@ async def test_another_instance_brings_classes_made_with_old_cut_points_up_to_da
             ]
         )
 
-    other = CustomerRecords(
-        ProfileStore(instance.storage),
-        instance.fresh_tallies(),
-        instance.publisher,
-        instance.records.vault,
-        instance.records.policy,
-        instance.clock,
-    )
+    other = instance.another()
     instance.clock.advance(timedelta(minutes=3))  # the batches' minutes are foldable now
     await other.tallies.fold(instance.clock.now())
     final = await other.tallies.thresholds()
@@ -523,14 +527,7 @@ async def test_two_instances_taking_turns_with_the_job_agree_on_every_class(
 ) -> None:
     """Each instance has written half the chain, none of it folded yet: the job's cut points
     come from the fold alone, so whichever instance holds the lease classifies alike."""
-    other = CustomerRecords(
-        ProfileStore(instance.storage),
-        instance.fresh_tallies(),
-        instance.publisher,
-        instance.records.vault,
-        instance.records.policy,
-        instance.clock,
-    )
+    other = instance.another()
     await other.open(instance.clock.now())
     other_processor = BatchProcessor(
         service="profile",
