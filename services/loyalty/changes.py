@@ -120,6 +120,32 @@ class Change:
         )
 
 
+class _Inserting:
+    """Claim ids this instance is inserting now, each with an event set once none is."""
+
+    def __init__(self) -> None:
+        self._counts: dict[str, int] = {}
+        self._done: dict[str, asyncio.Event] = {}
+
+    def begin(self, claim_ids: Sequence[str]) -> None:
+        for claim_id in claim_ids:
+            self._counts[claim_id] = self._counts.get(claim_id, 0) + 1
+            self._done.setdefault(claim_id, asyncio.Event())
+
+    def end(self, claim_ids: Sequence[str]) -> None:
+        for claim_id in claim_ids:
+            self._counts[claim_id] -= 1
+            if self._counts[claim_id] == 0:
+                del self._counts[claim_id]
+                self._done.pop(claim_id).set()
+
+    async def settled(self, claim_id: str) -> None:
+        """Return once no insert of this claim by this instance is under way."""
+        done = self._done.get(claim_id)
+        if done is not None:
+            await done.wait()
+
+
 def claim_key(claim_id: str) -> tuple[str, int]:
     """The customer and version a claim id names."""
     customer_id, version = claim_id.rsplit(":", 1)
@@ -147,6 +173,9 @@ class AccountChanges:
         # Changes this instance is writing now: a writer that meets one of their claims
         # waits for it instead of writing (and publishing) it a second time.
         self._writing: dict[str, asyncio.Event] = {}
+        # Claims this instance is inserting now: until their insert returns, a writer that
+        # lost one cannot tell yet whether this instance won it.
+        self._claiming = _Inserting()
         self.left_behind = DueCursor(self._storage, "loyalty-left-behind", MINUTES)
         self.claims_pruned = DueCursor(self._storage, "loyalty-claims-pruned", HOURS)
 
@@ -220,7 +249,16 @@ class AccountChanges:
             self._storage.insert_once(JOURNAL, [note]),
             self._storage.insert_once(ACCOUNTS, fresh),
         )
-        won = await self._storage.insert_once(CLAIMS, [c.claim_document(started) for c in changes])
+        claimed = [c.claim_id for c in changes]
+        self._claiming.begin(claimed)
+        try:
+            won = await self._storage.insert_once(
+                CLAIMS, [c.claim_document(started) for c in changes]
+            )
+        finally:
+            self._claiming.end(claimed)
+        # No await from here to registering the winners: a loser woken by ``end`` runs only
+        # after they are registered.
         winners = [changes[i] for i in sorted(won)]
         writing = {c.claim_id: asyncio.Event() for c in winners}
         self._writing.update(writing)
@@ -278,6 +316,7 @@ class AccountChanges:
         """
         while True:
             claim_id = f"{customer_id}:{version + 1}"
+            await self._claiming.settled(claim_id)  # another writer here may have won it
             writing = self._writing.get(claim_id)
             if writing is not None:
                 await writing.wait()
