@@ -200,20 +200,32 @@ class Tallies:
         return bands_of(self.view.added_to(from_pairs((doc or {}).get("counts")), BAND))
 
     async def band_counts_of_all(self, now: datetime) -> dict[int, int]:
-        """Customers per spend band as every instance's writes left them, the same for all.
+        """Customers per spend band as every instance's writes left them (``counts_of_all``)."""
+        return bands_of(await self.counts_of_all(now, prefix=BAND, summary_id=BANDS_ID))
 
-        Folded, plus the delta documents of the minutes not folded yet (a few bucket lookups).
+    async def counts_of_all(
+        self, now: datetime, *, prefix: str = "", summary_id: str = SUMMARY_ID
+    ) -> Counts:
+        """Counts (of keys starting with ``prefix``) as every instance's writes left them.
+
+        Folded, plus the delta documents (and audit entries) of the minutes not folded yet:
+        a few bucket lookups, and the same answer from every instance.
         """
-        doc = await self.storage[SUMMARY].find_one({"_id": BANDS_ID})
-        counts = {
-            k: n for k, n in from_pairs((doc or {}).get("counts")).items() if k.startswith(BAND)
-        }
+        doc = await self.storage[SUMMARY].find_one({"_id": summary_id})
+        folded = from_pairs((doc or {}).get("counts"))
+        counts = {k: n for k, n in folded.items() if k.startswith(prefix)}
         settled = doc.get("folded_through") if doc else None
         keys = self.buckets.keys_after(settled, now, first=now)[:MAX_BUCKETS_PER_FOLD]
         for found in await self.storage.find_by_values(DELTAS, "bucket", keys):
             delta = from_pairs(found.get("delta"))
-            added(counts, {k: n for k, n in delta.items() if k.startswith(BAND)})
-        return bands_of(counts)
+            added(counts, {k: n for k, n in delta.items() if k.startswith(prefix)})
+        if AUDIT_ENTRIES.startswith(prefix):
+            audit = self.storage[self._audit]
+            audited = await self.storage.each_concurrently(
+                keys, lambda key: audit.count_documents({"tally_bucket": key})
+            )
+            moved(counts, [AUDIT_ENTRIES], sum(audited))
+        return counts
 
     async def thresholds(
         self, moves: Mapping[int, int] | None = None, *, of_all_at: datetime | None = None

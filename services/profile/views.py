@@ -56,6 +56,10 @@ class ProfileViews:
             "referrals_made": customer.referrals_made,
         }
 
+    async def _counts(self) -> dict[str, int]:
+        """The kept counts as every instance's writes left them (the same from any instance)."""
+        return await self._records.tallies.counts_of_all(self._records.clock.now())
+
     async def export(self, customer: Customer, personal: dict[str, str]) -> dict[str, Any]:
         """Everything held about a customer, personal data in clear, audit trail included."""
         trail = await self._records.store.audit_of(customer.customer_id)
@@ -107,7 +111,7 @@ class ProfileViews:
             members = await store.of_stores_in_segment(principal.stores, segment)
             total = len(members)
         else:
-            total = (await self._records.tallies.counts()).get(f"{SEGMENT}{segment}", 0)
+            total = (await self._counts()).get(f"{SEGMENT}{segment}", 0)
             members = []
             for slot in range(SEGMENT_SLOTS):
                 if len(members) >= wanted:
@@ -134,7 +138,7 @@ class ProfileViews:
     async def counts(self, principal: Principal) -> dict[str, Any]:
         """Active customers per home store and segment, and per segment overall (kept counts)."""
         by_store: dict[str, dict[str, int]] = {}
-        for key, n in (await self._records.tallies.counts()).items():
+        for key, n in (await self._counts()).items():
             if not key.startswith(STORE_SEGMENT):
                 continue
             store_id, _, segment = key[len(STORE_SEGMENT) :].partition("|")
@@ -195,7 +199,7 @@ class ProfileViews:
 
     async def head_office_figures(self) -> dict[str, int]:
         """Figures for /stats, from the kept counts (no collection is read)."""
-        counts = await self._records.tallies.counts()
+        counts = await self._counts()
         return {
             "customers": counts.get("status:active", 0),
             "registered": counts.get("registered", 0),

@@ -300,13 +300,16 @@ async def test_the_kept_counts_equal_a_recount_after_a_stopped_fold_and_a_stoppe
     )
 
     expected = await recount(instance.storage, instance.records.policy)
-    # This instance counts its own changes at once; another one sees them from the fold on.
+    # This instance counts its own changes at once; another one sees them from the fold on,
+    # or at once from the delta documents not folded yet (what the routes read).
     assert await instance.tallies.counts() == expected
     other = instance.fresh_tallies()
     assert await other.counts() != expected
+    assert await other.counts_of_all(instance.clock.now()) == expected
     instance.clock.advance(timedelta(minutes=3))
     await other.fold(instance.clock.now())
     assert await other.counts() == expected
+    assert await other.counts_of_all(instance.clock.now()) == expected
     assert await instance.fresh_tallies().counts() == expected
     assert expected["status:erased"] == 1 and expected["status:merged"] == 1
 
