@@ -66,12 +66,17 @@ async def classify_due(records: CustomerRecords, leases: Leases, holder: str) ->
     classified_with = await store.classified_with()
     run.count(read=2)
     # Records were classified with the cut points of their time: by the last run
-    # (``classified_with``), by the batches folded now or by this instance's batches since.
+    # (``classified_with``), by the batches folded now, or by any instance's batches since.
     # Only bands between those and today's cut points can hold a record whose value class
     # is no longer right.
     last = cut_points(classified_with)
-    used = fold.cuts_used | tallies.view.cuts_used() | ({last} if last else set())
-    bands = affected_bands(used, cut_points(thresholds), await tallies.band_counts())
+    used = (
+        fold.cuts_used
+        | tallies.view.cuts_used()
+        | await tallies.cuts_of_all(now)
+        | ({last} if last else set())
+    )
+    bands = affected_bands(used, cut_points(thresholds), await tallies.band_counts_of_all(now))
     due: set[str] = set()
     if bands:
         members = await store.in_spend_bands(bands)

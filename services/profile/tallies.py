@@ -203,6 +203,17 @@ class Tallies:
         """Customers per spend band as every instance's writes left them (``counts_of_all``)."""
         return bands_of(await self.counts_of_all(now, prefix=BAND, summary_id=BANDS_ID))
 
+    async def cuts_of_all(self, now: datetime) -> set[CutPoints]:
+        """The cut points every instance's writes not folded yet classified with.
+
+        An instance's own memory of them dies with it; the delta documents keep them.
+        """
+        doc = await self.storage[SUMMARY].find_one({"_id": SUMMARY_ID})
+        settled = doc.get("folded_through") if doc else None
+        keys = self.buckets.keys_after(settled, now, first=now)[:MAX_BUCKETS_PER_FOLD]
+        found = await self.storage.find_by_values(DELTAS, "bucket", keys, projection={"cuts": 1})
+        return {(int(c[0]), int(c[1]), int(c[2])) for d in found if (c := d.get("cuts"))}
+
     async def counts_of_all(
         self, now: datetime, *, prefix: str = "", summary_id: str = SUMMARY_ID
     ) -> Counts:

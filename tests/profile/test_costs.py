@@ -350,9 +350,12 @@ async def test_jobs_read_what_is_due_or_changed_not_what_exists(instance: Instan
     assert instance.log.scans(INDEXED) == []
 
 
+@pytest.mark.parametrize("folded", [True, False], ids=["after-the-fold", "before-any-fold"])
 async def test_another_instance_brings_classes_made_with_old_cut_points_up_to_date(
-    instance: Instance,
+    instance: Instance, folded: bool
 ) -> None:
+    """Before any fold the writer's memory of its cut points is gone with it (a SIGKILL):
+    the other instance finds them in the delta documents."""
     # Ten customers, one batch each: the first ones are classified while few are ranked.
     for n in range(1, 11):
         sale = purchase(f"spend{n}", customer_id=f"V{n:02d}", total=f"{n * 100}.00", at=NOW)
@@ -371,9 +374,10 @@ async def test_another_instance_brings_classes_made_with_old_cut_points_up_to_da
         )
 
     other = instance.another()
-    instance.clock.advance(timedelta(minutes=3))  # the batches' minutes are foldable now
-    await other.tallies.fold(instance.clock.now())
-    final = await other.tallies.thresholds()
+    if folded:
+        instance.clock.advance(timedelta(minutes=3))  # the batches' minutes are foldable now
+        await other.tallies.fold(instance.clock.now())
+    final = await other.tallies.thresholds(of_all_at=instance.clock.now())
     assert await stale(final) != []
     run = await classify_due(other, Leases(instance.storage), "other-instance")
     assert await stale(final) == []

@@ -83,6 +83,7 @@ RULES: dict[str, dict[str, Rule]] = {
             "parked_at", "dead_at", why="wall-clock times; the id names the record's offset"
         ),
         "account_claims": _skip("claims of account versions, one per write"),
+        "parked_settled": _skip("claims of parked events whose grace ran out"),
         "pending_changes": _skip("the journal of changes not yet applied", backlog=True),
         "tier_evaluations_due": _skip("filed under account versions; the accounts compare"),
         "figure_folds": _skip("folds of figures by wall-clock bucket; /stats compares"),
@@ -100,6 +101,7 @@ RULES: dict[str, dict[str, Rule]] = {
         "shared_phones": _rule(),
         "tally_summary": _rule("seq", "folded_through", "folded_at", "forgotten_through"),
         "publication_intents": _skip("events still to publish", backlog=True),
+        "customers_version_claims": _skip("claims of record versions, one per write"),
         "tally_deltas": _skip("figure deltas under write ids, folded by a job"),
         "lease_claims": _skip("job leases"),
         "leases": _skip("job leases"),
@@ -128,8 +130,16 @@ RULES: dict[str, dict[str, Rule]] = {
         "tickets": _rule(
             "sla_bucket",
             "escalations.at",
-            why="SLA breaches of past deadlines are found, and stamped, at the watcher's time",
+            "outbox_at",
+            "outbox_bucket",
+            why="SLA breaches of past deadlines are found, and stamped, at the watcher's time; "
+            "an outbox left pending by an outage is published by the sweep later (the topics "
+            "compare what was published)",
         ),
+        "parked_events": _rule(
+            "parked_at", "dead_at", why="wall-clock times; the id names the record's offset"
+        ),
+        "parked_settled": _skip("claims of parked events whose grace ran out"),
         "sales": _rule("note", why="the id of the tally note it went into"),
         "quality_alerts": _rule(),
         "repairs": _rule(),
