@@ -320,11 +320,12 @@ class AccountChanges:
             writing = self._writing.get(claim_id)
             if writing is not None:
                 await writing.wait()
-                if (await self._store.account_versions([customer_id])).get(
-                    customer_id, 0
-                ) > version:
-                    version += 1
-                    continue
+            # The caller's read of the account may be older than the account: a change
+            # written since must not be written (and published) again.
+            at = (await self._store.account_versions([customer_id])).get(customer_id, 0)
+            if at > version:
+                version = at
+                continue
             claim = await self._storage[CLAIMS].find_one({"_id": claim_id})
             if claim is None:
                 return version

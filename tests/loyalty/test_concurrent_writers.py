@@ -79,3 +79,17 @@ async def test_a_writer_that_loses_before_the_winner_hears_back_does_not_write_f
         assert [event_id for event_id, n in ids.items() if n > 1] == []
         account = await rig.store.account("N")
         assert account is not None and account.balance == 30
+
+
+async def test_a_roll_forward_from_a_stale_read_writes_nothing_already_written(
+    infra: dict[str, str], database_name: str
+) -> None:
+    """A walk read the account just before another change reached it, its facts just after."""
+    async with built_rig(infra, database_name, LoyaltyPolicy(), START) as rig:
+        await rig.handle(inbound([purchase("s1", customer_id="S", total="10.00", at=START)]))
+        await rig.handle(inbound([purchase("s2", customer_id="S", total="10.00", at=START)]))
+        sent = len(rig.publisher.records)
+        assert await rig.changes.roll_forward("S", 0) == 2
+        assert len(rig.publisher.records) == sent
+        account = await rig.store.account("S")
+        assert account is not None and account.balance == 20
