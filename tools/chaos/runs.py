@@ -86,7 +86,6 @@ class HarnessConfig:
             "HUITOU_OUTBOX_EVERY_SECONDS": every,
             "HUITOU_FIGURES_EVERY_SECONDS": every,
             "HUITOU_PARKING_EVERY_SECONDS": every,
-            "HUITOU_LOYALTY_PARKING_EVERY_SECONDS": every,
             "HUITOU_CARE_DISPATCH_EVERY_SECONDS": every,
             "HUITOU_CARE_PLAN_EVERY_SECONDS": every,
             "HUITOU_AFTERSALES_WATCH_EVERY_SECONDS": every,
