@@ -100,7 +100,9 @@ def harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
         kills=4,
         outage_seconds=3.0,
         quiet_seconds=5.0,
-        settle_timeout=60.0,
+        # A write a SIGKILL cut is published by profile's leftovers job once its intent is
+        # older than INTENT_GRACE (2 min) and its minute has ended: up to ~3.2 min.
+        settle_timeout=240.0,
         catch_up_timeout=240.0,
     )
     try:
