@@ -413,9 +413,11 @@ class Payer:
 
 def payer_of(purchase: Purchase | Document) -> Payer:
     """A purchase event, or an account's first purchase as stored, as a referral's payer."""
+    # As stored (UTC, milliseconds) either way: a reward posted from the event and one
+    # finished from the account's record of it must be the same entry, to the byte.
     if isinstance(purchase, Purchase):
-        return Payer(purchase.event_id, purchase.store_id, purchase.occurred_at)
-    return Payer(purchase["event_id"], purchase["store_id"], purchase["occurred_at"])
+        return Payer(purchase.event_id, purchase.store_id, stored_time(purchase.occurred_at))
+    return Payer(purchase["event_id"], purchase["store_id"], stored_time(purchase["occurred_at"]))
 
 
 def order_waited_for(order_id: str) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 
@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from services.loyalty.account import LoyaltyAccount
 from services.loyalty.due import ChainDays
+from services.loyalty.handlers import BatchWalk
 from services.loyalty.lots import (
     LotBook,
     Posting,
@@ -499,3 +500,34 @@ def test_an_account_is_due_when_its_figures_fall_short_then_when_grace_ends() ->
     assert account.tier_due(policy) == account.short_since + timedelta(days=30)
     account.evaluate_scheduled(later + timedelta(days=30), policy)
     assert account.tier == "regular" and account.tier_due(policy) is None
+
+
+def test_a_referral_reward_is_the_same_entry_whichever_topic_is_read_first() -> None:
+    """Paid by the purchase (referral read first) or at once (purchase read first)."""
+    at = datetime(2026, 11, 20, 10, 0, tzinfo=timezone(timedelta(hours=8)))
+    referral = Referral(
+        event_id="ref-1",
+        occurred_at=at - timedelta(days=1),
+        referrer_id="OLD",
+        referee_id="NEW",
+        store_id="SH001",
+    )
+    sale = purchase("pos-new", customer_id="NEW", total="100.00", at=at)
+
+    def rewards(first: str) -> dict[str, bytes]:
+        """The published points events of the rewards, as bytes."""
+        walk = BatchWalk(LoyaltyPolicy(), at, {}, {}, set())
+        for step in (first, "purchase" if first == "referral" else "referral"):
+            walk.on_referral(referral) if step == "referral" else walk.on_purchase(sale)
+        return {
+            r.event_id: r.value
+            for cid in ("NEW", "OLD")
+            for r in walk.account(cid).records()
+            if r.event_id.startswith("points:referral:")
+        }
+
+    assert rewards("referral") == rewards("purchase")
+    assert set(rewards("referral")) == {
+        "points:referral:NEW:referee",
+        "points:referral:NEW:referrer",
+    }
