@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol, TypeVar
@@ -42,6 +42,21 @@ SETTLED_KEPT = timedelta(hours=1)
 
 Ready = Callable[[Sequence[str]], Awaitable[set[str]]]
 """Of these prerequisite keys, those that exist now."""
+
+
+def order_waited_for(order_id: str) -> str:
+    """The parking key of events waiting for an order (its sale) to be recorded."""
+    return f"order:{order_id}"
+
+
+def orders_ready(found: Callable[[list[str]], Awaitable[Mapping[str, object]]]) -> Ready:
+    """Readiness of ``order:<id>`` keys, from a lookup of the orders that exist by id."""
+
+    async def ready(keys: Sequence[str]) -> set[str]:
+        wanted = {key.removeprefix("order:"): key for key in keys if key.startswith("order:")}
+        return {wanted[order_id] for order_id in await found(sorted(wanted))}
+
+    return ready
 
 
 class Processor(Protocol):

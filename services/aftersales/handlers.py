@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 import structlog
@@ -38,7 +38,7 @@ from shared.contracts import (
 )
 from shared.contracts.values import UnsupportedCurrency
 from shared.messaging import BatchHandler, Delivery, Inbound, Rejection
-from shared.parking import Parked, ParkingLot
+from shared.parking import Parked, ParkingLot, Ready, order_waited_for, orders_ready
 from shared.storage import Document
 
 SUBSCRIBED_TOPICS: tuple[Topic, ...] = (CRM_COMPLAINTS, POS_PURCHASES)
@@ -149,20 +149,9 @@ def on_batch(
 WAITS = "complaint about an order whose sale is not known yet"
 
 
-def order_waited_for(order_id: str) -> str:
-    """The parking key of complaints waiting for their order's sale."""
-    return f"order:{order_id}"
-
-
-def sales_known(store: AftersalesStore) -> Callable[[Sequence[str]], Awaitable[set[str]]]:
+def sales_known(store: AftersalesStore) -> Ready:
     """Of the parking keys of orders, those whose sale is known now."""
-
-    async def ready(keys: Sequence[str]) -> set[str]:
-        wanted = {key.removeprefix("order:"): key for key in keys if key.startswith("order:")}
-        found = await store.purchase_lines(sorted(wanted))
-        return {wanted[order_id] for order_id in found}
-
-    return ready
+    return orders_ready(store.purchase_lines)
 
 
 def needs_its_sale(complaint: Complaint) -> bool:

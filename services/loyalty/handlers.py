@@ -9,7 +9,7 @@ batch costs the same number of commands however long the history is.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -52,7 +52,7 @@ from shared.contracts import (
 )
 from shared.contracts.values import UnsupportedCurrency
 from shared.messaging import BatchHandler, Inbound, Rejection
-from shared.parking import Parked, ParkingLot
+from shared.parking import Parked, ParkingLot, Ready, order_waited_for, orders_ready
 from shared.storage import Document
 
 SUBSCRIBED_TOPICS: tuple[Topic, ...] = (
@@ -420,11 +420,6 @@ def payer_of(purchase: Purchase | Document) -> Payer:
     return Payer(purchase["event_id"], purchase["store_id"], stored_time(purchase["occurred_at"]))
 
 
-def order_waited_for(order_id: str) -> str:
-    """The parking key of events waiting for an order to be recorded."""
-    return f"order:{order_id}"
-
-
 def customers_of(event: object) -> list[str]:
     """The customers whose accounts an event needs (read before anything else).
 
@@ -571,12 +566,6 @@ def on_batch(
     return handle
 
 
-def orders_recorded(store: LoyaltyStore) -> Callable[[Sequence[str]], Awaitable[set[str]]]:
+def orders_recorded(store: LoyaltyStore) -> Ready:
     """Of the parking keys of orders, those whose order is recorded now."""
-
-    async def ready(keys: Sequence[str]) -> set[str]:
-        wanted = {key.removeprefix("order:"): key for key in keys if key.startswith("order:")}
-        found = await store.orders(wanted)
-        return {wanted[order_id] for order_id in found}
-
-    return ready
+    return orders_ready(store.orders)
