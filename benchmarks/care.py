@@ -1,6 +1,7 @@
 """Benchmark of care: what an event and a job run cost as history grows, and dispatch speed.
 
 python -m benchmarks.care [--customers 2000] [--batch-size 500] [--items 2000] [--seed 7]
+python -m benchmarks.care --views-side-by-side [--customers 5000]
 
 Replay: the generated chain's records on the topics care consumes go through care's
 real batch processor (decode → projection → schedule) against the running
@@ -10,6 +11,11 @@ dispatcher run, as the service's jobs would (outreach goes to the real broker).
 Printed per fifth of the replay: events/s, commands per event, and per job run the
 documents read and written; and any query FerretDB would answer by reading a whole
 collection (there should be none).
+
+``--views-side-by-side``: the consumer alone (no jobs), batch by batch on two fresh
+databases, once reading every view each batch and once with the views it wrote kept in
+memory (``shared.caching``, as the service runs): per fifth, events/s and commands per
+event of each, and the ratio; both end with the same views, which is checked.
 
 Dispatch: ``--items`` due outreach items are put on the schedule of a fresh database
 and the real dispatcher (claim → decide → publish → mark sent) empties it, with one
@@ -38,8 +44,9 @@ from services.care.moments import plan
 from services.care.planner import Planner, PlanReport
 from services.care.policy import CarePolicy
 from services.care.rules import CustomerView
-from services.care.store import INDEXES, CareStore
+from services.care.store import INDEXES, CareStore, view_from_document
 from services.care.templates import load_templates
+from shared.caching import OwnedDocuments, PartitionOwnership
 from shared.clock import FixedClock
 from shared.contracts import CARE_OUTREACH, decode, dlq_topic
 from shared.jobs import JobRun
@@ -169,6 +176,61 @@ async def replay(
     return fifths, scans, time.perf_counter() - started
 
 
+@dataclass
+class Lane:
+    """One of the two consumers compared batch by batch."""
+
+    name: str
+    processor: BatchProcessor
+    fifths: list[Fifth]
+
+
+def lane(
+    name: str, storage: Storage, publisher: EventPublisher, clock: FixedClock, cached: bool
+) -> Lane:
+    """A care consumer on its own database, its views cached or read every batch."""
+    policy = CarePolicy()
+    views = OwnedDocuments[CustomerView](name, PartitionOwnership(), limit=50_000)
+    processor = BatchProcessor(
+        service="care",
+        handle=on_batch(
+            CareStore(storage),
+            policy,
+            clock,
+            StatsCounter(storage, name),
+            views if cached else None,
+        ),
+        publisher=publisher,
+        metrics=ConsumerMetrics("care", CollectorRegistry()),
+        clock=clock,
+    )
+    return Lane(name, processor, [Fifth() for _ in range(FIFTHS)])
+
+
+async def views_side_by_side(
+    log: CommandLog,
+    lanes: Sequence[Lane],
+    clock: FixedClock,
+    deliveries: Sequence[tuple[datetime | None, Delivery]],
+    batch_size: int,
+) -> None:
+    """Every batch through each lane in turn (the order alternating), timed and counted."""
+    per_fifth = -(-len(deliveries) // FIFTHS)
+    starts = sorted({*range(0, len(deliveries), batch_size), *range(0, len(deliveries), per_fifth)})
+    for n, (start, end) in enumerate(zip(starts, [*starts[1:], len(deliveries)], strict=True)):
+        batch = deliveries[start:end]
+        latest = max((at for at, _ in batch if at is not None), default=clock.now())
+        clock.set(max(clock.now(), latest))
+        for one in lanes if n % 2 == 0 else list(reversed(lanes)):
+            fifth = one.fifths[start // per_fifth]
+            log.clear()
+            began = time.perf_counter()
+            await one.processor.process([d for _, d in batch])
+            fifth.seconds += time.perf_counter() - began
+            fifth.commands += log.total()
+            fifth.events += len(batch)
+
+
 async def dispatch(
     storage: Storage, publisher: EventPublisher, items: int, instances: int, tag: str
 ) -> float:
@@ -228,6 +290,63 @@ def job_line(name: str, fifth: Fifth) -> str:
     )
 
 
+async def stored_views(storage: Storage) -> dict[str, CustomerView]:
+    """Every view in a care database."""
+    return {d["_id"]: view_from_document(d["_id"], d) async for d in storage.db["customers"].find()}
+
+
+async def compare_views(customers: int, seed: int, batch_size: int) -> None:
+    """The consumer reading every view against the consumer keeping them, batch by batch."""
+    prefix = f"bench{uuid.uuid4().hex[:8]}."
+    databases = [f"bench_care_{uuid.uuid4().hex[:8]}_{name}" for name in ("read", "kept")]
+    await create_topics(KAFKA, [CARE_OUTREACH, dlq_topic("care")], prefix=prefix, partitions=2)
+    deliveries = chain_deliveries(customers, seed)
+    broker = make_broker(KAFKA, client_id="huitou-bench")
+    await broker.connect()
+    log = CommandLog()
+    mongo = mongo_client(MONGO, app_name="huitou-bench", listeners=[log])
+    try:
+        publisher = EventPublisher(broker, topic_prefix=prefix)
+        clock = FixedClock(next(at for at, _ in deliveries if at is not None))
+        storages = [Storage(service_database(mongo, name)) for name in databases]
+        for storage in storages:
+            await ensure_indexes(storage.db, INDEXES)
+        lanes = [
+            lane("views read each batch", storages[0], publisher, clock, cached=False),
+            lane("views kept", storages[1], publisher, clock, cached=True),
+        ]
+        began = time.perf_counter()
+        await views_side_by_side(log, lanes, clock, deliveries, batch_size)
+        print(
+            f"chain: {customers} customers, {len(deliveries)} records on care's topics, "
+            f"batches of {batch_size}, both consumers in turn ({time.perf_counter() - began:.0f} s)"
+        )
+        for n in range(FIFTHS):
+            row = [lane.fifths[n] for lane in lanes]
+            cells = "; ".join(
+                f"{one.name}: {f.events / f.seconds:,.0f} events/s, "
+                f"{f.commands / f.events:.2f} commands per event"
+                for one, f in zip(lanes, row, strict=True)
+            )
+            print(f"  fifth {n + 1}: {cells}; time kept/read {row[1].seconds / row[0].seconds:.2f}")
+        totals = [sum(f.seconds for f in one.fifths) for one in lanes]
+        commands = [sum(f.commands for f in one.fifths) for one in lanes]
+        print(
+            f"whole replay, kept / read: time {totals[1] / totals[0]:.2f}, "
+            f"commands {commands[1] / commands[0]:.2f}"
+        )
+        read_views, kept_views = [await stored_views(storage) for storage in storages]
+        same = read_views == kept_views
+        print(f"views at the end: {len(read_views):,} and {len(kept_views):,}, identical: {same}")
+        if not same:
+            raise SystemExit("the two consumers ended with different views")
+    finally:
+        for name in databases:
+            await mongo.drop_database(name)
+        await mongo.close()
+        await broker.stop()
+
+
 async def main(customers: int, seed: int, batch_size: int, items: int) -> None:
     """Run the benchmark on fresh databases and topic prefix, then drop the databases."""
     prefix = f"bench{uuid.uuid4().hex[:8]}."
@@ -285,5 +404,9 @@ if __name__ == "__main__":
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--items", type=int, default=2000)
+    parser.add_argument("--views-side-by-side", action="store_true")
     args = parser.parse_args()
-    asyncio.run(main(args.customers, args.seed, args.batch_size, args.items))
+    if args.views_side_by_side:
+        asyncio.run(compare_views(args.customers, args.seed, args.batch_size))
+    else:
+        asyncio.run(main(args.customers, args.seed, args.batch_size, args.items))
