@@ -39,7 +39,12 @@ from services.aftersales.registers import (
 )
 from services.aftersales.store import STORAGE_FIELDS, TICKETS, AftersalesStore, StaleTicket
 from services.aftersales.warranty import Reason, WarrantyCase, WarrantyError, evaluate
-from shared.auth import Principal, principal_dependency, require_role
+from shared.auth import (
+    Principal,
+    TokenVerifier,
+    principal_dependency,
+    require_role,
+)
 from shared.clock import Clock
 from shared.contracts import ComplaintCategory, Route
 from shared.messaging import is_transient
@@ -141,11 +146,11 @@ def aftersales_router(
     relay: OutboxRelay,
     policy: AftersalesPolicy,
     clock: Clock,
-    auth_secret: str,
+    verifier: TokenVerifier,
 ) -> APIRouter:
     """Routes of the aftersales service."""
     router = APIRouter(tags=["aftersales"])
-    caller = Annotated[Principal, Depends(principal_dependency(auth_secret, clock.now))]
+    caller = Annotated[Principal, Depends(principal_dependency(verifier, clock.now))]
 
     async def visible_ticket(ticket_id: str, principal: Principal) -> Document:
         ticket = await store.ticket(ticket_id)

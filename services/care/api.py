@@ -19,7 +19,12 @@ from services.care.policy import CarePolicy
 from services.care.rules import localized
 from services.care.store import TASK_OPEN, CareStore
 from services.care.templates import TemplateCatalogue
-from shared.auth import Principal, principal_dependency, require_role
+from shared.auth import (
+    Principal,
+    TokenVerifier,
+    principal_dependency,
+    require_role,
+)
 from shared.clock import Clock
 from shared.storage import Document
 
@@ -82,11 +87,11 @@ def care_router(
     policy: CarePolicy,
     templates: TemplateCatalogue,
     clock: Clock,
-    secret: str,
+    verifier: TokenVerifier,
 ) -> APIRouter:
     """Routes reading and acting on the care database."""
     router = APIRouter(tags=["care"])
-    caller = principal_dependency(secret, clock.now)
+    caller = principal_dependency(verifier, clock.now)
     staff: Callable[[Principal], None] = lambda p: require_role(  # noqa: E731
         p, "store_staff", "head_office"
     )

@@ -18,6 +18,7 @@ from services.care.policy import CarePolicy, load_policy
 from services.care.settings import CareSettings
 from services.care.store import INDEXES, CareStore
 from services.care.templates import TemplateCatalogue, load_templates
+from shared.auth import token_verifier
 from shared.clock import Clock, SystemClock
 from shared.http import create_service_app
 from shared.jobs import PeriodicJob
@@ -74,7 +75,7 @@ def build_app(
         runtime,
         title="Huitou care",
         indexes=INDEXES,
-        routers=[care_router(store, counter, policy, templates, clock, settings.auth_secret)],
+        routers=[care_router(store, counter, policy, templates, clock, token_verifier(settings))],
         on_started=[open_cursors],
         jobs=[
             PeriodicJob("care-dispatch", settings.dispatch_every_seconds, dispatcher.run_once),
