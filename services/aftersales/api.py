@@ -40,6 +40,7 @@ from services.aftersales.registers import (
 from services.aftersales.store import STORAGE_FIELDS, TICKETS, AftersalesStore, StaleTicket
 from services.aftersales.warranty import Reason, WarrantyCase, WarrantyError, evaluate
 from shared.auth import (
+    STATS_READERS,
     Principal,
     TokenVerifier,
     principal_dependency,
@@ -190,7 +191,8 @@ def aftersales_router(
         raise HTTPException(409, f"ticket {ticket_id} is changing too fast; try again")
 
     @router.get("/stats")
-    async def stats() -> dict[str, Any]:
+    async def stats(principal: caller) -> dict[str, Any]:
+        require_role(principal, *STATS_READERS)
         return figures.headline(await store.figures(clock.now()))
 
     @router.get("/queues/{route}")

@@ -1,7 +1,7 @@
 """Care's HTTP routes: staff task lists and outcomes, upcoming outreach, previews, statistics.
 
-Every route but ``/stats`` needs a bearer token; store staff see and act only
-for their own stores, head office for all.
+Every route needs a bearer token; store staff see and act only for their own
+stores, head office for all; the headline ``/stats`` is for head office and services.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from services.care.rules import localized
 from services.care.store import TASK_OPEN, CareStore
 from services.care.templates import TemplateCatalogue
 from shared.auth import (
+    STATS_READERS,
     Principal,
     TokenVerifier,
     principal_dependency,
@@ -97,8 +98,11 @@ def care_router(
     )
 
     @router.get("/stats")
-    async def stats() -> dict[str, int]:
-        """Headline figures (no token: the demo reads them), summed from the counters."""
+    async def stats(
+        principal: Principal = Depends(caller),  # noqa: B008
+    ) -> dict[str, int]:
+        """Headline figures, summed from the counters."""
+        require_role(principal, *STATS_READERS)
         return await counter.totals()
 
     @router.get("/tasks")
