@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
+from shared.caching import PartitionOwnership
 from shared.clock import Clock
 from shared.contracts import Topic
 from shared.messaging import (
@@ -45,6 +46,8 @@ class Runtime:
     metrics: ConsumerMetrics
     retry: RetryPolicy
     processors: list[BatchProcessor] = field(default_factory=list)
+    ownership: PartitionOwnership = field(default_factory=PartitionOwnership)
+    """Changes with the consumer's partition assignment (see ``shared.caching``)."""
 
 
 def build_runtime(
@@ -86,6 +89,7 @@ def consume(runtime: Runtime, topics: Sequence[Topic], handle: BatchHandler) -> 
         processor=processor,
         settings=runtime.settings,
         metrics=runtime.metrics,
+        ownership=runtime.ownership,
     )
     runtime.processors.append(processor)
     return processor

@@ -15,10 +15,12 @@ from services.care.handlers import SUBSCRIBED_TOPICS, on_batch
 from services.care.jobs import Dispatcher
 from services.care.planner import Planner
 from services.care.policy import CarePolicy, load_policy
+from services.care.rules import CustomerView
 from services.care.settings import CareSettings
 from services.care.store import INDEXES, CareStore
 from services.care.templates import TemplateCatalogue, load_templates
 from shared.auth import token_verifier
+from shared.caching import OwnedDocuments
 from shared.clock import Clock, SystemClock
 from shared.http import create_service_app
 from shared.jobs import PeriodicJob
@@ -49,7 +51,10 @@ def build_app(
     owner = instance or socket.gethostname()
     # A counter document per process: no two processes ever write the same one.
     counter = StatsCounter(runtime.storage, f"{owner}:{uuid.uuid4().hex[:8]}")
-    consume(runtime, SUBSCRIBED_TOPICS, on_batch(store, policy, clock, counter))
+    views = OwnedDocuments[CustomerView](
+        "care.customers", runtime.ownership, limit=settings.consumer_cache_documents
+    )
+    consume(runtime, SUBSCRIBED_TOPICS, on_batch(store, policy, clock, counter, views))
     dispatcher = Dispatcher(
         store,
         DispatchStore(runtime.storage),
@@ -85,6 +90,7 @@ def build_app(
     app.state.runtime = runtime
     app.state.store = store
     app.state.counter = counter
+    app.state.views = views
     app.state.dispatcher = dispatcher
     app.state.planner = planner
     app.state.policy = policy

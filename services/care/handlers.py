@@ -34,6 +34,7 @@ from services.care.occasions import looks_after_change, spend_band
 from services.care.policy import CarePolicy
 from services.care.rules import CLOSED_TICKET, OPEN_TICKET, CustomerView, is_greetable
 from services.care.store import CareStore
+from shared.caching import OwnedDocuments
 from shared.clock import Clock
 from shared.contracts import (
     AFTERSALES_TICKETS,
@@ -276,14 +277,21 @@ def ticket_key(ticket_id: str) -> str:
 
 
 def on_batch(
-    store: CareStore, policy: CarePolicy, clock: Clock, counter: StatsCounter
+    store: CareStore,
+    policy: CarePolicy,
+    clock: Clock,
+    counter: StatsCounter,
+    cache: OwnedDocuments[CustomerView] | None = None,
 ) -> BatchHandler:
-    """The batch handler: keeps the projection and puts due outreach on the schedule."""
+    """The batch handler: keeps the projection and puts due outreach on the schedule.
+
+    ``cache``: the views as this consumer last wrote them (only the consumer writes views).
+    """
 
     async def handle(batch: Sequence[Inbound]) -> Sequence[Rejection]:
         tally = Tally()
         try:
-            return await _handle(batch, store, policy, clock.now(), tally)
+            return await _handle(batch, store, policy, clock.now(), tally, cache)
         finally:
             # What this attempt changed, even when it fails half-way: a retry only counts
             # what it changes itself (inserts it wins, updates that match).
@@ -293,10 +301,39 @@ def on_batch(
 
 
 async def _handle(
-    batch: Sequence[Inbound], store: CareStore, policy: CarePolicy, now: datetime, tally: Tally
+    batch: Sequence[Inbound],
+    store: CareStore,
+    policy: CarePolicy,
+    now: datetime,
+    tally: Tally,
+    cache: OwnedDocuments[CustomerView] | None,
 ) -> Sequence[Rejection]:
     ids = {cid for item in batch for cid in customers_of(item.event)}
-    before = await store.views(ids)
+    if cache is None:
+        rejections, _ = await _apply_batch(batch, await store.views(ids), store, policy, now, tally)
+        return rejections
+    begun = cache.begin()
+    cached = cache.known(ids)
+    before = {**cached, **await store.views(ids.difference(cached))}
+    try:
+        rejections, after = await _apply_batch(batch, before, store, policy, now, tally)
+    except BaseException:
+        cache.forget(ids)  # its writes may have landed in part: read them again
+        raise
+    cache.keep(after, begun)
+    return rejections
+
+
+async def _apply_batch(
+    batch: Sequence[Inbound],
+    before: dict[str, CustomerView],
+    store: CareStore,
+    policy: CarePolicy,
+    now: datetime,
+    tally: Tally,
+) -> tuple[Sequence[Rejection], dict[str, CustomerView]]:
+    """The batch's work on the views it starts from; returns its rejections and the views
+    as they now are in the database."""
     effects = BatchEffects(views=dict(before))
     live_at_start = {cid for cid, v in before.items() if not v.gone}
 
@@ -337,12 +374,12 @@ async def _handle(
         await store.forget_customer(customer_id, now, tally)
     for customer_id in sorted(effects.merged - effects.erased):
         await store.cancel_customer(customer_id, "customer_merged", now, tally)
-    await store.save_views(
+    saved = await store.save_views(
         changed, {v.customer_id: is_greetable(v, policy) for v in changed}, now, tally
     )
     if planned or effects.erased:
         log.info("outreach_planned", items=len(planned), erased=len(effects.erased))
-    return rejections
+    return rejections, {**effects.views, **saved}
 
 
 def _apply(

@@ -156,29 +156,28 @@ class CareStore:
         greetable: Mapping[str, bool],
         now: datetime,
         tally: Tally,
-    ) -> None:
-        """Store the views (the consumer owns each customer's document: one partition each)."""
+    ) -> dict[str, CustomerView]:
+        """Store the views (the consumer owns each customer's document: one partition each).
+
+        Returns them as a read would return them now (times at the database's precision).
+        """
+        stored = {
+            v.customer_id: pack(
+                {
+                    **view_to_document(v),
+                    "greetable": greetable.get(v.customer_id, False),
+                    "updated_at": now,
+                },
+                keep=CUSTOMER_KEYS,
+            )
+            for v in views
+        }
         outcome = await self.storage.update_each(
             CUSTOMERS,
-            [
-                Update(
-                    {"_id": v.customer_id},
-                    {
-                        "$set": pack(
-                            {
-                                **view_to_document(v),
-                                "greetable": greetable.get(v.customer_id, False),
-                                "updated_at": now,
-                            },
-                            keep=CUSTOMER_KEYS,
-                        )
-                    },
-                    upsert=True,
-                )
-                for v in views
-            ],
+            [Update({"_id": cid}, {"$set": doc}, upsert=True) for cid, doc in stored.items()],
         )
         tally["customers"] += outcome.upserted
+        return {cid: view_from_document(cid, doc) for cid, doc in stored.items()}
 
     async def greetable_views(self) -> AsyncIterator[list[CustomerView]]:
         """Every customer a greeting can reach, a chunk at a time (for a holiday)."""

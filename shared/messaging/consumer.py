@@ -27,7 +27,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 import structlog
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import (
     KafkaConnectionError,
@@ -41,6 +41,7 @@ from faststream.kafka.annotations import KafkaMessage
 from faststream.kafka.subscriber.usecase import BatchSubscriber
 from pymongo.errors import ConnectionFailure, OperationFailure
 
+from shared.caching import PartitionOwnership
 from shared.clock import Clock
 from shared.contracts import ContractError, DeadLetter, Event, Topic, decode, dlq_topic
 from shared.contracts.dead_letter import FALLBACK_PAYLOAD_LIMIT_BYTES, PAYLOAD_LIMIT_BYTES
@@ -326,6 +327,19 @@ class BatchProcessor:
         )
 
 
+class OwnershipListener(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Tells ``PartitionOwnership`` of every change of the consumer's assignment."""
+
+    def __init__(self, ownership: PartitionOwnership) -> None:
+        self._ownership = ownership
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        self._ownership.changed()
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        self._ownership.changed()
+
+
 def subscribe_batches(
     broker: KafkaBroker,
     *,
@@ -333,8 +347,13 @@ def subscribe_batches(
     processor: BatchProcessor,
     settings: ServiceSettings,
     metrics: ConsumerMetrics,
+    ownership: PartitionOwnership | None = None,
 ) -> BatchSubscriber:
-    """Register the service's batch consumer: commit only after the processor returns."""
+    """Register the service's batch consumer: commit only after the processor returns.
+
+    ``ownership`` hears of every rebalance (what a handler cached between batches of
+    its partitions is dropped then).
+    """
     prefix = settings.topic_prefix
     subscriber = broker.subscriber(
         *(settings.topic(t.name) for t in topics),
@@ -347,6 +366,7 @@ def subscribe_batches(
         # Partition n of every customer-keyed topic goes to the same instance (they all have
         # the same partition count), so one customer's documents have one writer at a time.
         partition_assignment_strategy=(RangePartitionAssignor,),
+        listener=OwnershipListener(ownership) if ownership is not None else None,
     )
 
     @subscriber

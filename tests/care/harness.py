@@ -21,8 +21,10 @@ from services.care.handlers import on_batch
 from services.care.jobs import Dispatcher
 from services.care.planner import Planner
 from services.care.policy import CarePolicy, StoreInfo
+from services.care.rules import CustomerView
 from services.care.store import CONTACTS, CUSTOMERS, INDEXES, OUTREACH, PURCHASES, CareStore
 from services.care.templates import load_templates
+from shared.caching import OwnedDocuments, PartitionOwnership
 from shared.clock import FixedClock
 from shared.contracts import (
     AFTERSALES_TICKETS,
@@ -82,6 +84,8 @@ class Harness:
     planner: Planner
     clock: FixedClock
     policy: CarePolicy
+    ownership: PartitionOwnership
+    views: OwnedDocuments[CustomerView] | None
     offset: int = 0
 
     def batch(self, events: Sequence[Event]) -> list[Inbound]:
@@ -128,6 +132,7 @@ async def harness(
     policy: CarePolicy = POLICY,
     store_type: type[CareStore] = CareStore,
     batch_size: int = 200,
+    cached: bool = True,
 ) -> AsyncIterator[Harness]:
     """A fresh care database with its cursors open at the clock's time, and a broker."""
     await create_topics(infra["kafka"], [CARE_OUTREACH], prefix=prefix, partitions=1)
@@ -156,16 +161,21 @@ async def harness(
         await dispatcher.cursor.open(clock.now() - timedelta(minutes=10))
         await planner.cursor.open(clock.now() - timedelta(minutes=10))
         log.clear()
+        ownership = PartitionOwnership()
+        # Views cached between batches, as the service runs (``cached=False``: read each time).
+        views = OwnedDocuments[CustomerView]("care.customers", ownership, limit=50_000)
         yield Harness(
             log,
             db,
             store,
             counter,
-            on_batch(store, policy, clock, counter),
+            on_batch(store, policy, clock, counter, views if cached else None),
             dispatcher,
             planner,
             clock,
             policy,
+            ownership,
+            views if cached else None,
         )
     finally:
         await broker.stop()

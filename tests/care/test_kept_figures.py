@@ -88,9 +88,9 @@ class CrashingStore(CareStore):
 
     async def save_views(
         self, views: Sequence[CustomerView], greetable: Any, now: datetime, tally: Tally
-    ) -> None:
+    ) -> dict[str, CustomerView]:
         self._maybe_crash("save_views")
-        await super().save_views(views, greetable, now, tally)
+        return await super().save_views(views, greetable, now, tally)
 
 
 @dataclass(frozen=True)
