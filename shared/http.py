@@ -1,4 +1,13 @@
-"""The HTTP app every service mounts: health, readiness, Prometheus metrics."""
+"""The HTTP app every service mounts: health, readiness, Prometheus metrics.
+
+Health and /metrics are the only routes without a token (probes and Prometheus scrapers
+carry none), so /metrics holds counters of the machinery only: events, batches, lag and
+job runs per service, topic, partition and job, never a business figure or an identifier.
+Every other route is a service's own and needs a bearer token (shared/auth.py). Request
+bodies larger than ``HUITOU_HTTP_MAX_BODY_BYTES`` are answered 413 before a route reads
+them. The interactive API docs (/docs, /redoc, /openapi.json) are served in development
+only.
+"""
 
 from __future__ import annotations
 
@@ -121,7 +130,16 @@ def create_service_app(
         finally:
             await stop_within_deadline(runtime, job_runner, on_stopping)
 
-    app = FastAPI(title=title, lifespan=lifespan)
+    settings = runtime.settings
+    development = settings.env == "development"
+    app = FastAPI(
+        title=title,
+        lifespan=lifespan,
+        max_body_size=settings.http_max_body_bytes,
+        docs_url="/docs" if development else None,
+        redoc_url="/redoc" if development else None,
+        openapi_url="/openapi.json" if development else None,
+    )
     app.include_router(health_router(runtime))
     for router in routers:
         app.include_router(router)

@@ -13,7 +13,7 @@ import asyncio
 import importlib
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,7 @@ from tools.services import (
     stop_services,
     wait_ready,
 )
+from tools.token import tool_headers
 from tools.topics import create_topics, wait_caught_up
 
 console = Console(stderr=False)
@@ -46,11 +47,16 @@ def subscribed_topics(service: str) -> Sequence[Topic]:
     return topics
 
 
-async def service_figures(service: ServiceProcess) -> dict[str, Any]:
-    """Processed and dead-lettered counts from /metrics, and the service's own /stats."""
+async def service_figures(
+    service: ServiceProcess, environment: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """Processed and dead-lettered counts from /metrics, and the service's own /stats.
+
+    /stats is read with a tools token valid for the service started with ``environment``.
+    """
     async with httpx.AsyncClient(base_url=service.url, timeout=120.0) as client:
         metrics_text = (await client.get("/metrics")).text
-        response = await client.get("/stats")
+        response = await client.get("/stats", headers=tool_headers(environment))
         stats = response.json() if response.status_code == 200 else {"error": response.text}
     totals = {"processed": 0.0, "dead_lettered": 0.0, "failed_attempts": 0.0}
     names = {

@@ -39,7 +39,13 @@ from services.aftersales.registers import (
 )
 from services.aftersales.store import STORAGE_FIELDS, TICKETS, AftersalesStore, StaleTicket
 from services.aftersales.warranty import Reason, WarrantyCase, WarrantyError, evaluate
-from shared.auth import Principal, principal_dependency, require_role
+from shared.auth import (
+    STATS_READERS,
+    Principal,
+    TokenVerifier,
+    principal_dependency,
+    require_role,
+)
 from shared.clock import Clock
 from shared.contracts import ComplaintCategory, Route
 from shared.messaging import is_transient
@@ -141,11 +147,11 @@ def aftersales_router(
     relay: OutboxRelay,
     policy: AftersalesPolicy,
     clock: Clock,
-    auth_secret: str,
+    verifier: TokenVerifier,
 ) -> APIRouter:
     """Routes of the aftersales service."""
     router = APIRouter(tags=["aftersales"])
-    caller = Annotated[Principal, Depends(principal_dependency(auth_secret, clock.now))]
+    caller = Annotated[Principal, Depends(principal_dependency(verifier, clock.now))]
 
     async def visible_ticket(ticket_id: str, principal: Principal) -> Document:
         ticket = await store.ticket(ticket_id)
@@ -185,7 +191,8 @@ def aftersales_router(
         raise HTTPException(409, f"ticket {ticket_id} is changing too fast; try again")
 
     @router.get("/stats")
-    async def stats() -> dict[str, Any]:
+    async def stats(principal: caller) -> dict[str, Any]:
+        require_role(principal, *STATS_READERS)
         return figures.headline(await store.figures(clock.now()))
 
     @router.get("/queues/{route}")

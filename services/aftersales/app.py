@@ -13,6 +13,7 @@ from services.aftersales.outbox import OutboxRelay
 from services.aftersales.policy import AftersalesPolicy, load_policy
 from services.aftersales.settings import AftersalesSettings
 from services.aftersales.store import INDEXES, AftersalesStore
+from shared.auth import token_verifier
 from shared.clock import Clock, SystemClock
 from shared.http import create_service_app
 from shared.jobs import PeriodicJob
@@ -70,7 +71,7 @@ def build_app(
         runtime,
         title="Huitou aftersales",
         indexes=INDEXES,
-        routers=[aftersales_router(store, relay, policy, clock, settings.auth_secret)],
+        routers=[aftersales_router(store, relay, policy, clock, token_verifier(settings))],
         on_started=[prepare],
         jobs=jobs,
     )

@@ -1,7 +1,7 @@
 """Care's HTTP routes: staff task lists and outcomes, upcoming outreach, previews, statistics.
 
-Every route but ``/stats`` needs a bearer token; store staff see and act only
-for their own stores, head office for all.
+Every route needs a bearer token; store staff see and act only for their own
+stores, head office for all; the headline ``/stats`` is for head office and services.
 """
 
 from __future__ import annotations
@@ -19,7 +19,13 @@ from services.care.policy import CarePolicy
 from services.care.rules import localized
 from services.care.store import TASK_OPEN, CareStore
 from services.care.templates import TemplateCatalogue
-from shared.auth import Principal, principal_dependency, require_role
+from shared.auth import (
+    STATS_READERS,
+    Principal,
+    TokenVerifier,
+    principal_dependency,
+    require_role,
+)
 from shared.clock import Clock
 from shared.storage import Document
 
@@ -82,18 +88,21 @@ def care_router(
     policy: CarePolicy,
     templates: TemplateCatalogue,
     clock: Clock,
-    secret: str,
+    verifier: TokenVerifier,
 ) -> APIRouter:
     """Routes reading and acting on the care database."""
     router = APIRouter(tags=["care"])
-    caller = principal_dependency(secret, clock.now)
+    caller = principal_dependency(verifier, clock.now)
     staff: Callable[[Principal], None] = lambda p: require_role(  # noqa: E731
         p, "store_staff", "head_office"
     )
 
     @router.get("/stats")
-    async def stats() -> dict[str, int]:
-        """Headline figures (no token: the demo reads them), summed from the counters."""
+    async def stats(
+        principal: Principal = Depends(caller),  # noqa: B008
+    ) -> dict[str, int]:
+        """Headline figures, summed from the counters."""
+        require_role(principal, *STATS_READERS)
         return await counter.totals()
 
     @router.get("/tasks")

@@ -19,6 +19,7 @@ from services.care.rules import CustomerView
 from services.care.settings import CareSettings
 from services.care.store import INDEXES, CareStore
 from services.care.templates import TemplateCatalogue, load_templates
+from shared.auth import token_verifier
 from shared.caching import OwnedDocuments
 from shared.clock import Clock, SystemClock
 from shared.http import create_service_app
@@ -79,7 +80,7 @@ def build_app(
         runtime,
         title="Huitou care",
         indexes=INDEXES,
-        routers=[care_router(store, counter, policy, templates, clock, settings.auth_secret)],
+        routers=[care_router(store, counter, policy, templates, clock, token_verifier(settings))],
         on_started=[open_cursors],
         jobs=[
             PeriodicJob("care-dispatch", settings.dispatch_every_seconds, dispatcher.run_once),

@@ -16,7 +16,7 @@ from services.loyalty.policy import LoyaltyPolicy
 from services.loyalty.rules import redemption_entry_id
 from services.loyalty.store import LoyaltyStore
 from services.loyalty.tiers import progress_to_next
-from shared.auth import Principal, require_role
+from shared.auth import STATS_READERS, Principal, require_role
 from shared.clock import Clock
 from shared.parking import ParkingLot
 
@@ -132,7 +132,9 @@ def loyalty_router(
         }
 
     @router.get("/rewards")
-    async def get_rewards() -> list[dict[str, Any]]:
+    async def get_rewards(
+        caller: Principal = Depends(principal),  # noqa: B008 - any role may read the catalogue
+    ) -> list[dict[str, Any]]:
         return [reward.model_dump() for reward in policy.rewards]
 
     @router.post("/accounts/{customer_id}/redemptions")
@@ -201,7 +203,10 @@ def loyalty_router(
         return {"stores": stores, "points_outstanding": outstanding}
 
     @router.get("/stats")
-    async def stats() -> dict[str, int]:
+    async def stats(
+        caller: Principal = Depends(principal),  # noqa: B008
+    ) -> dict[str, int]:
+        require_role(caller, *STATS_READERS)
         # Parked: returns read before their sale, waiting for it (as of the last sweep).
         return {**(await figures.current()).stats(), "parked_events": parking.seen}
 

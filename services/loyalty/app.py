@@ -16,7 +16,7 @@ from services.loyalty.outbox import KafkaRecordPublisher
 from services.loyalty.policy import LoyaltyPolicy, load_policy
 from services.loyalty.settings import LoyaltySettings
 from services.loyalty.store import INDEXES, LoyaltyStore
-from shared.auth import principal_dependency
+from shared.auth import principal_dependency, token_verifier
 from shared.clock import Clock, SystemClock
 from shared.http import create_service_app
 from shared.jobs import PeriodicJob
@@ -57,7 +57,7 @@ def build_app(
         runtime, SUBSCRIBED_TOPICS, on_batch(store, changes, policy, clock, wall, parking)
     )
     ready = orders_recorded(store)
-    principal = principal_dependency(settings.auth_secret, clock.now)
+    principal = principal_dependency(token_verifier(settings), clock.now)
     app = create_service_app(
         runtime,
         title="Huitou loyalty",

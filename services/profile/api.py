@@ -19,7 +19,7 @@ from services.profile.erasure import erase_customer, merge_customers
 from services.profile.records import Change, CustomerRecords
 from services.profile.store import AuditEntry
 from services.profile.views import ProfileViews
-from shared.auth import Principal, require_role
+from shared.auth import STATS_READERS, Principal, require_role
 from shared.contracts import Channel
 
 Reason = Annotated[str | None, Query(min_length=3, max_length=300)]
@@ -369,7 +369,8 @@ def profile_router(
         return await views.contact_review(principal, limit)
 
     @router.get("/stats")
-    async def stats() -> dict[str, int]:
+    async def stats(principal: Caller) -> dict[str, int]:
+        require_role(principal, *STATS_READERS)
         return await views.head_office_figures()
 
     return router

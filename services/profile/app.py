@@ -19,7 +19,7 @@ from services.profile.settings import ProfileSettings, key_ring
 from services.profile.store import AUDIT, INDEXES, ProfileStore
 from services.profile.tallies import Tallies
 from services.profile.views import ProfileViews
-from shared.auth import principal_dependency
+from shared.auth import principal_dependency, token_verifier
 from shared.clock import Clock, SystemClock
 from shared.http import create_service_app
 from shared.jobs import JobRun, PeriodicJob
@@ -88,7 +88,7 @@ def build_app(
             profile_router(
                 records,
                 ProfileViews(records),
-                principal_dependency(settings.auth_secret, clock.now),
+                principal_dependency(token_verifier(settings), clock.now),
             )
         ],
         on_started=[open_records, warn_about_development_keys],

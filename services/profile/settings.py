@@ -74,6 +74,24 @@ class ProfileSettings(AuthSettings):
             raise ValueError("blind_index_key must differ from every PII key")
         return self
 
+    def production_problems(self) -> list[str]:
+        """The kernel's problems, plus the published development PII or blind-index key."""
+        problems = super().production_problems()
+        development_key = key_ring(LOCAL_DEVELOPMENT_KEY_RING)[LOCAL_DEVELOPMENT_KEY_ID]
+        # By value, not by id: the public key under another id is just as public.
+        if development_key in key_ring(self.pii_keys).values():
+            problems.append(
+                "HUITOU_PROFILE_PII_KEYS holds the published development key: set your own "
+                "key ring and HUITOU_PROFILE_PII_ACTIVE_KEY_ID (docs/profile.md)"
+            )
+        if base64.b64decode(self.blind_index_key) == base64.b64decode(
+            LOCAL_DEVELOPMENT_BLIND_INDEX_KEY
+        ):
+            problems.append(
+                "HUITOU_PROFILE_BLIND_INDEX_KEY is the published development key: set your own"
+            )
+        return problems
+
     @property
     def uses_local_development_keys(self) -> bool:
         """True when the public development keys are in use (never in production)."""

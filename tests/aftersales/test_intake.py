@@ -78,7 +78,7 @@ async def test_complaints_reach_their_department_queue(
         assert [h["status"] for h in ticket["history"]] == ["opened", "routed"]
         assert ticket["category"] == "quality"
         assert "拉链" in ticket["classification_reason"]
-        stats = (await client.get("/stats")).json()
+        stats = (await client.get("/stats", headers=HEAD_OFFICE)).json()
         assert stats["tickets"] == 4 and stats["in_triage"] == 1
 
 
@@ -108,7 +108,7 @@ async def test_duplicate_complaints_change_nothing(
         assert [e.status for e in events] == ["opened", "routed", "escalated"]
         queued = await read_topic(infra["kafka"], prefix + "aftersales.quality.v1", expected=1)
         assert len(queued) == 1
-        assert (await client.get("/stats")).json()["urgent"] == 1
+        assert (await client.get("/stats", headers=HEAD_OFFICE)).json()["urgent"] == 1
 
 
 async def test_purchases_fill_in_the_sku_and_purchase_date_and_repeats_are_urgent(
@@ -218,7 +218,7 @@ async def test_an_invalid_complaint_is_dead_lettered(
         ]
         assert [letter.original_bytes() for letter in letters] == [blank]
         assert "text" in letters[0].error
-        assert (await client.get("/stats")).json()["tickets"] == 1
+        assert (await client.get("/stats", headers=HEAD_OFFICE)).json()["tickets"] == 1
 
 
 async def test_a_complaint_read_before_its_sale_waits_for_it_and_takes_its_details(
@@ -269,7 +269,7 @@ async def test_a_complaint_whose_sale_never_comes_is_opened_after_the_grace_peri
         # A redelivery of the complaint changes nothing.
         await publish(infra["kafka"], prefix, [(CRM_COMPLAINTS, lonely, None)])
         await caught_up(infra, prefix)
-        stats = (await client.get("/stats")).json()
+        stats = (await client.get("/stats", headers=HEAD_OFFICE)).json()
         assert stats["tickets"] == 1
     letters = await read_topic(infra["kafka"], prefix + "aftersales.dlq.v1", expected=0, timeout=2)
     assert letters == []

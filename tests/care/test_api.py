@@ -10,7 +10,7 @@ from fastapi import FastAPI
 
 from services.care.api import care_router
 from services.care.templates import load_templates
-from shared.auth import issue_token
+from shared.auth import SharedSecretVerifier, issue_token
 from shared.clock import FixedClock
 from shared.contracts import CRM_CUSTOMERS, POS_PURCHASES
 from tests.care.conftest import SECRET, TOKENS_ISSUED_AT, RunningCare
@@ -111,7 +111,14 @@ async def test_every_route_is_index_served_and_stats_come_from_the_counters(
         assert (await h.dispatcher.run_once()).sent == 30
         app = FastAPI()
         app.include_router(
-            care_router(h.store, h.counter, h.policy, load_templates(None, h.policy), clock, SECRET)
+            care_router(
+                h.store,
+                h.counter,
+                h.policy,
+                load_templates(None, h.policy),
+                clock,
+                SharedSecretVerifier(SECRET),
+            )
         )
         hq = issue_token(
             SECRET,
@@ -157,7 +164,7 @@ async def test_every_route_is_index_served_and_stats_come_from_the_counters(
             assert recorded.status_code == 200, recorded.text
             assert h.scans() == []
             h.log.clear()
-            stats = (await client.get("/stats")).json()
+            stats = (await client.get("/stats", headers=auth)).json()
             assert h.scans() == [] and h.log.total() == 1
         assert stats == await h.from_scratch()
         assert (stats["outreach_sent"], stats["tasks_open"], stats["contacts_recorded"]) == (

@@ -75,7 +75,7 @@ async def test_a_purchase_schedules_the_callback_and_it_goes_out_when_due(
     assert command.template_id == "care.purchase_callback.zh-CN"
     assert command.variables["order_id"] == "SH001-pos-1"
 
-    stats = (await care.client.get("/stats")).json()
+    stats = (await care.client.get("/stats", headers=care.token("head_office"))).json()
     assert stats["outreach_sent"] == 1 and stats["outreach_skipped"] == 2
     assert stats["tasks_open"] == 1 and stats["customers"] == 1
 
@@ -170,7 +170,7 @@ async def test_erasure_cancels_every_pending_item(care: RunningCare) -> None:
         ],
     )
     await care.app.state.planner.run_once()  # tomorrow's birthday goes on the schedule
-    stats = (await care.client.get("/stats")).json()
+    stats = (await care.client.get("/stats", headers=care.token("head_office"))).json()
     assert stats["outreach_pending"] == 7
 
     await feed(
@@ -185,7 +185,7 @@ async def test_erasure_cancels_every_pending_item(care: RunningCare) -> None:
             (POS_PURCHASES, purchase("pos-3", at=BOUGHT_AT + timedelta(hours=1))),
         ],
     )
-    stats = (await care.client.get("/stats")).json()
+    stats = (await care.client.get("/stats", headers=care.token("head_office"))).json()
     assert (stats["outreach_pending"], stats["outreach_cancelled"]) == (3, 4)
     assert await care.store.live_items_of("C0001234", {}) == []
 

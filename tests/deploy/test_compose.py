@@ -220,6 +220,27 @@ def test_k8s_service_env_is_complete(k8s_objects: list[dict[str, Any]], service:
     assert not missing, f"{service} lacks {sorted(missing)}"
 
 
+@pytest.mark.parametrize("service", SERVICES)
+def test_k8s_runs_in_production_with_secrets_from_secrets(
+    k8s_objects: list[dict[str, Any]], service: str
+) -> None:
+    assert objects_of_kind(k8s_objects, "ConfigMap")["huitou-env"]["data"]["HUITOU_ENV"] == (
+        "production"
+    )
+    (container,) = objects_of_kind(k8s_objects, "Deployment")[service]["spec"]["template"]["spec"][
+        "containers"
+    ]
+    from_secrets = {
+        entry["name"]: entry["valueFrom"]["secretKeyRef"]["name"]
+        for entry in container.get("env", [])
+        if "secretKeyRef" in entry.get("valueFrom", {})
+    }
+    assert from_secrets["HUITOU_AUTH_SECRET"] == "huitou-auth"
+    if service == "profile":
+        for key in ("PII_KEYS", "PII_ACTIVE_KEY_ID", "BLIND_INDEX_KEY"):
+            assert from_secrets[f"HUITOU_PROFILE_{key}"] == "huitou-profile-keys"
+
+
 def test_k8s_deployments_have_probes_limits_and_run_as_non_root(
     k8s_objects: list[dict[str, Any]],
 ) -> None:

@@ -173,5 +173,9 @@ async def test_access_is_by_role_and_store(loyalty: tuple[FastAPI, httpx.AsyncCl
     )
     assert elsewhere.status_code == 403
     assert (await client.get("/accounts/C1", headers=auth("department"))).status_code == 403
-    assert (await client.get("/stats")).status_code == 200
-    assert [r["reward_id"] for r in (await client.get("/rewards")).json()][-1] == "cash"
+    assert (await client.get("/stats")).status_code == 401
+    assert (await client.get("/stats", headers=auth("store_staff", {"SH001"}))).status_code == 403
+    assert (await client.get("/stats", headers=auth("service"))).status_code == 200
+    assert (await client.get("/rewards")).status_code == 401
+    rewards = (await client.get("/rewards", headers=auth("store_staff", {"SH001"}))).json()
+    assert [r["reward_id"] for r in rewards][-1] == "cash"

@@ -127,7 +127,7 @@ async def test_the_same_event_delivered_twice_credits_once(
     await caught_up(infra, prefix)
 
     assert (await account(client, "C0001234") or {})["balance"] == 120
-    stats = (await client.get("/stats")).json()
+    stats = (await client.get("/stats", headers=auth())).json()
     assert stats["ledger_entries"] == 2
 
 
@@ -229,7 +229,7 @@ async def test_without_a_grace_period_a_return_of_an_unknown_order_is_dead_lette
 
 
 async def _stats(client: httpx.AsyncClient) -> dict[str, Any]:
-    response = await client.get("/stats")
+    response = await client.get("/stats", headers=auth())
     assert response.status_code == 200, response.text
     stats: dict[str, Any] = response.json()
     return stats
@@ -418,7 +418,7 @@ async def test_walk_ins_earn_nothing_and_are_counted(
         [(POS_PURCHASES, purchase(f"walk-{n}", customer_id=None), None) for n in range(3)],
     )
     await caught_up(infra, prefix)
-    stats = (await client.get("/stats")).json()
+    stats = (await client.get("/stats", headers=auth())).json()
     assert (stats["accounts"], stats["ledger_entries"], stats["walk_in_purchases"]) == (0, 0, 3)
 
 

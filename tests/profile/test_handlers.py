@@ -91,7 +91,7 @@ async def test_records_hold_no_plaintext_and_keep_statistics(
     assert raw["classes"]["lifecycle"] == "new"
     assert raw["classes"]["vip_class"] == "regular"
 
-    stats_page = (await profile.client.get("/stats")).json()
+    stats_page = (await profile.client.get("/stats", headers=profile.auth("head_office"))).json()
     assert stats_page["customers"] == 2  # the referee is known before registering
     assert stats_page["registered"] == 1
 
@@ -198,7 +198,8 @@ async def test_changes_written_but_not_published_go_out_after_a_crash(
         await crashed.apply([Change("C7", register_c7)])
     raw = await mongo[profile.settings.database]["customers"].find_one({"_id": "C7"})
     assert raw is not None and len(unpack(raw)["outbox"]) == 2  # state first, publication pending
-    assert (await profile.client.get("/stats")).json()["unpublished_intents"] == 1
+    stats = await profile.client.get("/stats", headers=profile.auth("head_office"))
+    assert stats.json()["unpublished_intents"] == 1
 
     assert (await publish_leftovers(live)).written == 0  # too recent: it may still publish
     profile.clock.advance(timedelta(minutes=2))
@@ -209,4 +210,5 @@ async def test_changes_written_but_not_published_go_out_after_a_crash(
         "profile:C7:v1:classified",
         "profile:C7:v1:profile_updated",
     }
-    assert (await profile.client.get("/stats")).json()["unpublished_intents"] == 0
+    stats = await profile.client.get("/stats", headers=profile.auth("head_office"))
+    assert stats.json()["unpublished_intents"] == 0

@@ -8,7 +8,14 @@ import pytest
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.policy import PolicyError, load_policy_file
-from shared.settings import ServiceSettings, SettingsError, load_settings
+from shared.settings import (
+    DEVELOPMENT_AUTH_SECRET,
+    AuthSettings,
+    ServiceSettings,
+    SettingsError,
+    load_settings,
+    weak_secret_reason,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -69,3 +76,77 @@ def test_the_consumer_group_follows_the_prefix_unless_set(monkeypatch: pytest.Mo
     assert ServiceSettings().group("loyalty") == "demo.huitou-loyalty"
     monkeypatch.setenv("HUITOU_CONSUMER_GROUP", "loyalty-replay-2")
     assert ServiceSettings().group("loyalty") == "loyalty-replay-2"
+
+
+STRONG_SECRET = "q7Zp3xK9vR2mW8tB5nY1cL6hD4fJ0sGa"  # 32 characters, all distinct
+
+
+def test_development_starts_with_the_published_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HUITOU_ENV", raising=False)
+    monkeypatch.delenv("HUITOU_AUTH_SECRET", raising=False)
+    settings = load_settings(AuthSettings)
+    assert (settings.env, settings.auth_secret) == ("development", DEVELOPMENT_AUTH_SECRET)
+
+
+def test_production_refuses_the_published_secret_and_names_the_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HUITOU_ENV", "production")
+    monkeypatch.delenv("HUITOU_AUTH_SECRET", raising=False)
+    with pytest.raises(SettingsError) as raised:
+        load_settings(AuthSettings)
+    message = str(raised.value)
+    assert "HUITOU_AUTH_SECRET is the published development secret" in message
+    assert "HUITOU_ENV=production" in message
+    assert "HUITOU_:" not in message
+
+
+@pytest.mark.parametrize(
+    ("secret", "reason"),
+    [
+        ("abcdefghijklmnopqrstuvwxyz01234", "shorter than 32"),
+        ("a" * 64, "fewer than 12 distinct"),
+        ("abcdefghijk" * 4, "fewer than 12 distinct"),
+        ("0123456789abcdef" * 2, "repeats a shorter pattern"),
+        ("0123456789abcdef0123456789abcdef0", None),
+        (STRONG_SECRET, None),
+    ],
+)
+def test_a_weak_secret_is_told_apart_from_a_strong_one(secret: str, reason: str | None) -> None:
+    found = weak_secret_reason(secret)
+    assert found is None if reason is None else reason in (found or "")
+
+
+def test_production_refuses_a_weak_secret_and_takes_a_strong_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HUITOU_ENV", "production")
+    monkeypatch.setenv("HUITOU_AUTH_SECRET", "secret" * 8)
+    with pytest.raises(SettingsError, match="HUITOU_AUTH_SECRET has fewer than 12 distinct"):
+        load_settings(AuthSettings)
+    monkeypatch.setenv("HUITOU_AUTH_SECRET", STRONG_SECRET)
+    assert load_settings(AuthSettings).env == "production"
+
+
+def test_production_with_an_identity_provider_needs_https_issuer_and_audience(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HUITOU_ENV", "production")
+    monkeypatch.delenv("HUITOU_AUTH_SECRET", raising=False)  # unused with a JWKS URL
+    monkeypatch.setenv("HUITOU_AUTH_JWKS_URL", "http://idp.example.com/jwks")
+    with pytest.raises(SettingsError) as raised:
+        load_settings(AuthSettings)
+    message = str(raised.value)
+    for variable in ("HUITOU_AUTH_JWKS_URL", "HUITOU_AUTH_ISSUER", "HUITOU_AUTH_AUDIENCE"):
+        assert variable in message
+    assert "HUITOU_AUTH_SECRET" not in message
+    monkeypatch.setenv("HUITOU_AUTH_JWKS_URL", "https://idp.example.com/jwks")
+    monkeypatch.setenv("HUITOU_AUTH_ISSUER", "https://idp.example.com/")
+    monkeypatch.setenv("HUITOU_AUTH_AUDIENCE", "huitou")
+    assert load_settings(AuthSettings).auth_jwks_url == "https://idp.example.com/jwks"
+
+
+def test_a_jwks_url_must_be_http(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HUITOU_AUTH_JWKS_URL", "file:///etc/passwd")
+    with pytest.raises(SettingsError, match=r"HUITOU_AUTH_JWKS_URL: .*http"):
+        load_settings(AuthSettings)

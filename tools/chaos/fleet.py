@@ -80,7 +80,7 @@ class Fleet:
         """Each running instance's /metrics totals and /stats, by service."""
         out: dict[str, list[dict[str, Any]]] = {}
         for instance in self.instances:
-            figures = await service_figures(instance.process)
+            figures = await service_figures(instance.process, self._env)
             out.setdefault(instance.service, []).append({"instance": instance.name, **figures})
         return out
 
