@@ -12,12 +12,18 @@ assignment changes (revoked or assigned, from the consumer's rebalance listener)
 on any change the cache empties itself, and what a batch begun under an earlier
 assignment puts back is dropped. A batch that fails forgets what it read, since its
 writes may have landed in part.
+
+Where other writers exist too (profile's routes and jobs, on any instance), a cached
+document may be stale; that is only safe with version-claimed writes
+(``shared.versions``), which then lose and read again, and with ``max_age_seconds``
+well under the time version claims are kept, so a stale version is always caught.
 """
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -47,12 +53,16 @@ class OwnedDocuments(Generic[T]):
         ownership: PartitionOwnership,
         *,
         limit: int,
+        max_age_seconds: float | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.name = name
         self.limit = limit
+        self.max_age_seconds = max_age_seconds
+        self._monotonic = monotonic
         self._ownership = ownership
         self._generation = ownership.generation
-        self._entries: OrderedDict[str, T] = OrderedDict()
+        self._entries: OrderedDict[str, tuple[T, float]] = OrderedDict()
         self.hits = 0
         self.misses = 0
 
@@ -69,12 +79,17 @@ class OwnedDocuments(Generic[T]):
         self._forget_if_reassigned()
         found: dict[str, T] = {}
         asked = 0
+        oldest = None if self.max_age_seconds is None else self._monotonic() - self.max_age_seconds
         for doc_id in ids:
             asked += 1
-            value = self._entries.get(doc_id)
-            if value is not None:
-                self._entries.move_to_end(doc_id)
-                found[doc_id] = value
+            entry = self._entries.get(doc_id)
+            if entry is None:
+                continue
+            if oldest is not None and entry[1] < oldest:
+                del self._entries[doc_id]
+                continue
+            self._entries.move_to_end(doc_id)
+            found[doc_id] = entry[0]
         self.hits += len(found)
         self.misses += asked - len(found)
         return found
@@ -87,8 +102,9 @@ class OwnedDocuments(Generic[T]):
         self._forget_if_reassigned()
         if begun != self._generation:
             return
+        now = self._monotonic()
         for doc_id, value in documents.items():
-            self._entries[doc_id] = value
+            self._entries[doc_id] = (value, now)
             self._entries.move_to_end(doc_id)
         while len(self._entries) > self.limit:
             self._entries.popitem(last=False)

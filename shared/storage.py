@@ -117,6 +117,16 @@ def pack(document: Mapping[str, Any], *, keep: Iterable[str]) -> Document:
     return stored
 
 
+def as_bytes(document: Mapping[str, Any]) -> bytes:
+    """A document as the BSON a server stores (times kept to the millisecond)."""
+    return bson.encode(document, codec_options=_CODEC)
+
+
+def from_bytes(raw: bytes) -> Document:
+    """A document from ``as_bytes``, as a read of it would return it (a fresh copy each time)."""
+    return bson.decode(raw, codec_options=_CODEC)
+
+
 def unpack(document: Mapping[str, Any]) -> Document:
     """The whole document from its stored form (documents stored unpacked pass as they are).
 

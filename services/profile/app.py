@@ -20,6 +20,7 @@ from services.profile.store import AUDIT, INDEXES, ProfileStore
 from services.profile.tallies import Tallies
 from services.profile.views import ProfileViews
 from shared.auth import principal_dependency, token_verifier
+from shared.caching import OwnedDocuments
 from shared.clock import Clock, SystemClock
 from shared.http import create_service_app
 from shared.jobs import JobRun, PeriodicJob
@@ -27,6 +28,9 @@ from shared.policy import with_rates
 from shared.runtime import build_runtime, consume
 
 SERVICE = "profile"
+CACHED_RECORD_SECONDS = 600.0
+"""A cached record is read again after this long: well within the hour version claims are
+kept (``shared.versions.KEPT``), so a write on a stale one always meets the claim and loses."""
 log = structlog.get_logger("huitou.profile")
 
 
@@ -51,7 +55,13 @@ def build_app(
     policy = with_rates(policy or load_policy(settings.policy_file), settings.exchange())
     runtime = build_runtime(SERVICE, settings, database=settings.database, clock=clock)
     storage = runtime.storage
-    store = ProfileStore(storage)
+    written = OwnedDocuments[bytes](
+        "profile.customers",
+        runtime.ownership,
+        limit=settings.cache_records,
+        max_age_seconds=CACHED_RECORD_SECONDS,
+    )
+    store = ProfileStore(storage, cache=written)
     tallies = Tallies(storage, policy, audit=AUDIT)
     records = CustomerRecords(
         store, tallies, runtime.publisher, vault_from(settings), policy, clock

@@ -297,7 +297,9 @@ class CustomerRecords:
         return shared
 
     async def _load(self, ids: set[str], *, follow_merges: bool) -> dict[str, Customer]:
-        records = await self.store.load(ids)
+        # Records about to be changed: one this instance wrote lately comes from memory; if
+        # another wrote it since, the version claim loses and the redo reads it again.
+        records = await self.store.load(ids, cached=True)
         for cid in ids:
             records.setdefault(cid, Customer(cid))
         if not follow_merges:

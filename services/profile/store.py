@@ -21,8 +21,9 @@ from services.profile.customer import Customer
 from services.profile.distribution import CutPoints, band_of
 from services.profile.stats import Stats
 from services.profile.tallies import DELTAS, tally_keys
+from shared.caching import OwnedDocuments
 from shared.schedule import DueBuckets, DueCursor
-from shared.storage import Document, IndexSpec, Storage, pack, unpack
+from shared.storage import Document, IndexSpec, Storage, as_bytes, from_bytes, pack, unpack
 from shared.versions import VersionedDocuments, VersionedWrite, version_claim_indexes
 
 CUSTOMERS = "customers"
@@ -218,8 +219,11 @@ class ProfileStore:
         storage: Storage,
         *,
         due_buckets: DueBuckets = DUE_BUCKETS,
+        cache: OwnedDocuments[bytes] | None = None,
     ) -> None:
         self.storage = storage
+        self.cache = cache
+        """Records as this instance last wrote them (``load(cached=True)``)."""
         self.customers = storage[CUSTOMERS]
         self.audit = storage[AUDIT]
         self.due_buckets = due_buckets
@@ -236,9 +240,22 @@ class ProfileStore:
 
     # -- records -------------------------------------------------------------------------
 
-    async def load(self, customer_ids: Iterable[str]) -> dict[str, Customer]:
-        """The records that exist among these ids."""
-        found = await self.storage.fetch_by_ids(CUSTOMERS, sorted(set(customer_ids)))
+    async def load(
+        self, customer_ids: Iterable[str], *, cached: bool = False
+    ) -> dict[str, Customer]:
+        """The records that exist among these ids.
+
+        ``cached``: those this instance wrote lately as it wrote them (possibly stale when
+        another instance wrote since: only for records about to be written, whose version
+        claim then loses and reads again).
+        """
+        ids = sorted(set(customer_ids))
+        kept = self.cache.known(ids) if cached and self.cache is not None else {}
+        found = {cid: from_bytes(raw) for cid, raw in kept.items()}
+        if len(found) < len(ids):
+            found.update(
+                await self.storage.fetch_by_ids(CUSTOMERS, [i for i in ids if i not in kept])
+            )
         return {cid: from_document(doc) for cid, doc in found.items()}
 
     async def load_one(self, customer_id: str) -> Customer | None:
@@ -260,7 +277,19 @@ class ProfileStore:
             )
             for customer in customers
         ]
-        return await self.versions.write(writes, now)
+        if self.cache is None:
+            return await self.versions.write(writes, now)
+        begun = self.cache.begin()
+        try:
+            lost = await self.versions.write(writes, now)
+        except BaseException:
+            self.cache.forget(w.doc_id for w in writes)  # some may have landed: read again
+            raise
+        self.cache.forget(lost)
+        self.cache.keep(
+            {w.doc_id: as_bytes(w.document) for w in writes if w.doc_id not in lost}, begun
+        )
+        return lost
 
     async def by_phone_index(self, phone_index: str) -> list[Customer]:
         """Active records with this phone's blind index."""

@@ -44,6 +44,7 @@ from services.profile.store import (
 from services.profile.tallies import AUDIT_ENTRIES, Tallies, bands_of, moved, tally_keys
 from services.profile.views import ProfileViews
 from shared.auth import Principal
+from shared.caching import OwnedDocuments, PartitionOwnership
 from shared.clock import FixedClock
 from shared.contracts import (
     POS_PURCHASES,
@@ -53,7 +54,14 @@ from shared.contracts import (
     decode,
     dlq_topic,
 )
-from shared.messaging import BatchProcessor, ConsumerMetrics, Delivery, EventPublisher, make_broker
+from shared.messaging import (
+    BatchProcessor,
+    ConsumerMetrics,
+    Delivery,
+    EventPublisher,
+    Inbound,
+    make_broker,
+)
 from shared.schedule import DueBuckets
 from shared.storage import (
     CommandLog,
@@ -157,7 +165,12 @@ def purchases_of(customer_ids: Sequence[str], tag: str) -> list[Delivery]:
 
 
 async def open_instance(
-    infra: dict[str, str], prefix: str, database: str, *, due_buckets: DueBuckets | None = None
+    infra: dict[str, str],
+    prefix: str,
+    database: str,
+    *,
+    due_buckets: DueBuckets | None = None,
+    cache: OwnedDocuments[bytes] | None = None,
 ) -> tuple[Instance, AsyncMongoClient[Document], object]:
     await create_topics(
         infra["kafka"], [PROFILE_CUSTOMER_CHANGED, dlq_topic("profile")], prefix=prefix
@@ -171,7 +184,7 @@ async def open_instance(
     clock = FixedClock(NOW)
     policy = ProfilePolicy()
     if due_buckets is None:
-        store = ProfileStore(storage)
+        store = ProfileStore(storage, cache=cache)
         tallies = Tallies(storage, policy, audit=AUDIT)
     else:  # coarse buckets, for tests that move the clock by months
         store = ProfileStore(storage, due_buckets=due_buckets)
@@ -561,3 +574,38 @@ async def test_two_instances_taking_turns_with_the_job_agree_on_every_class(
         seen.append(await value_classes())
     flipped = {cid for cid in seen[1] if len({s[cid] for s in seen[1:]}) > 1}
     assert flipped == set()
+
+
+async def test_a_record_kept_by_one_instance_and_written_by_another_is_read_again(
+    infra: dict[str, str], prefix: str, database_name: str
+) -> None:
+    written = OwnedDocuments[bytes]("profile.customers", PartitionOwnership(), limit=100)
+    kept, client, broker = await open_instance(infra, prefix, database_name, cache=written)
+    try:
+        customers = [f"K{n}" for n in range(5)]
+        await kept.processor.process(purchases_of(customers, "first"))
+        kept.log.clear()
+        await kept.processor.process(purchases_of(customers, "second"))
+        # The second batch took the five records from memory: no lookup by _id.
+        lookups = [f for name, coll, f in kept.log.filters if (name, coll) == ("find", CUSTOMERS)]
+        assert lookups == []
+        # An HTTP route or job on another instance writes the same records meanwhile ...
+        other = CustomerRecords(
+            ProfileStore(kept.storage),
+            kept.fresh_tallies(),
+            kept.publisher,
+            kept.records.vault,
+            kept.records.policy,
+            kept.clock,
+        )
+        third = purchases_of(customers, "third")
+        await on_batch(other)([Inbound(d, decode(d.topic, d.value)) for d in third])
+        # ... so this instance's next write meets their version claims, loses and reads again.
+        await kept.processor.process(purchases_of(customers, "fourth"))
+        for customer in (await kept.records.store.load(customers)).values():
+            assert customer.stats.orders == 4, customer.customer_id
+            tags = ("first", "second", "third", "fourth")
+            assert {f"{t}-{customer.customer_id}" for t in tags} <= set(customer.processed)
+    finally:
+        await client.close()
+        await broker.stop()  # type: ignore[attr-defined]

@@ -56,3 +56,16 @@ def test_a_limit_of_zero_keeps_nothing() -> None:
     _, docs = cache(limit=0)
     docs.keep({"a": "A"}, docs.begin())
     assert docs.known(["a"]) == {}
+
+
+def test_a_document_older_than_the_maximum_age_is_read_again() -> None:
+    ownership = PartitionOwnership()
+    now = [100.0]
+    docs = OwnedDocuments[str](
+        "test", ownership, limit=10, max_age_seconds=60, monotonic=lambda: now[0]
+    )
+    docs.keep({"a": "A"}, docs.begin())
+    now[0] = 159.0
+    assert docs.known(["a"]) == {"a": "A"}
+    now[0] = 161.0
+    assert docs.known(["a"]) == {}
