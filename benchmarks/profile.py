@@ -2,6 +2,7 @@
 
 python -m benchmarks.profile [--customers 1000] [--events 0] [--batch-size 500]
                              [--naive-events 300] [--json PATH]
+python -m benchmarks.profile --records-side-by-side [--customers 2000]
 
 Runs the service's real batch processor (decode → handler → dead letters) against the
 running FerretDB/MongoDB and Kafka on the profile events of a generated chain, in batches,
@@ -39,9 +40,10 @@ from services.profile.leases import Leases
 from services.profile.policy import ProfilePolicy
 from services.profile.records import CustomerRecords
 from services.profile.settings import ProfileSettings
-from services.profile.store import AUDIT, CUSTOMERS, INDEXES, ProfileStore
+from services.profile.store import AUDIT, CUSTOMERS, INDEXES, ProfileStore, from_document
 from services.profile.tallies import Tallies
 from services.profile.views import ProfileViews
+from shared.caching import OwnedDocuments, PartitionOwnership
 from shared.clock import FixedClock
 from shared.contracts import PROFILE_CUSTOMER_CHANGED, dlq_topic
 from shared.jobs import JobRun
@@ -69,8 +71,9 @@ def chain_deliveries(customers: int, seed: int) -> list[Delivery]:
 class Bench:
     """One fresh profile database, broker connection and counted client."""
 
-    def __init__(self, label: str) -> None:
+    def __init__(self, label: str, *, cached: bool = False) -> None:
         self.label = label
+        self.cached = cached
         self.prefix = f"bench{uuid.uuid4().hex[:8]}."
         self.database = f"bench_profile_{uuid.uuid4().hex[:8]}"
         self.log = CommandLog()
@@ -87,8 +90,9 @@ class Bench:
         await ensure_indexes(self.storage.db, INDEXES)
         policy = ProfilePolicy()
         publisher = EventPublisher(self.broker, topic_prefix=self.prefix)
+        written = OwnedDocuments[bytes](self.label, PartitionOwnership(), limit=50_000)
         self.records = CustomerRecords(
-            ProfileStore(self.storage),
+            ProfileStore(self.storage, cache=written if self.cached else None),
             Tallies(self.storage, policy, audit=AUDIT),
             publisher,
             vault_from(ProfileSettings()),
@@ -249,6 +253,56 @@ async def one_at_a_time(deliveries: Sequence[Delivery]) -> dict[str, Any]:
         }
 
 
+async def records_side_by_side(deliveries: Sequence[Delivery], size: int) -> None:
+    """Each batch through a consumer reading every record and one keeping what it wrote."""
+    async with Bench("read") as read, Bench("kept", cached=True) as kept:
+        lanes = [read, kept]
+        seconds, commands = [0.0, 0.0], [0, 0]
+        for n, start in enumerate(range(0, len(deliveries), size)):
+            batch = deliveries[start : start + size]
+            for i in (0, 1) if n % 2 == 0 else (1, 0):
+                lane = lanes[i]
+                lane.log.clear()
+                began = time.perf_counter()
+                await lane.processor.process(batch)
+                seconds[i] += time.perf_counter() - began
+                commands[i] += lane.log.total()
+                lane.clock.advance(BATCH_GAP)
+        ends = [await figures_of(lane) for lane in lanes]
+        events = len(deliveries)
+        print(f"{events:,} events in batches of {size}, both consumers in turn")
+        for lane, s, c in zip(lanes, seconds, commands, strict=True):
+            print(
+                f"  records {lane.label}: {events / s:,.0f} events/s, "
+                f"{c / events:.2f} commands/event"
+            )
+        print(
+            f"  kept / read: time {seconds[1] / seconds[0]:.2f}, "
+            f"commands {commands[1] / commands[0]:.2f}"
+        )
+        same = ends[0] == ends[1]
+        print(f"  records at the end: {len(ends[0]):,} and {len(ends[1]):,}, same figures: {same}")
+        if not same:
+            raise SystemExit("the two consumers ended with different records")
+
+
+async def figures_of(bench: Bench) -> dict[str, tuple[object, ...]]:
+    """Each record's figures and classes (what must not depend on how records were read)."""
+    figures = {}
+    async for doc in bench.storage[CUSTOMERS].find({}):
+        c = from_document(doc)
+        figures[c.customer_id] = (
+            c.status,
+            c.version,
+            c.stats.orders,
+            c.stats.net_minor,
+            c.spend_12m_minor,
+            sorted(c.classes.items()),
+            sorted(c.processed),
+        )
+    return figures
+
+
 async def main() -> None:
     """Generate, run, print the figures (and write them as JSON if asked)."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -261,6 +315,11 @@ async def main() -> None:
         "--job-every", type=int, default=30, help="batches between job runs (30: a minute)"
     )
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument(
+        "--records-side-by-side",
+        action="store_true",
+        help="only the consumer reading every record against the one keeping what it wrote",
+    )
     args = parser.parse_args()
 
     chain = chain_deliveries(args.customers, args.seed)
@@ -269,6 +328,9 @@ async def main() -> None:
         f"chain: {args.customers} customers, {len(chain)} profile events; "
         f"replaying {len(deliveries)}"
     )
+    if args.records_side_by_side:
+        await records_side_by_side(deliveries, args.batch_size)
+        return
     result: dict[str, Any] = {"customers": args.customers, "seed": args.seed}
     result["batch"] = await batched(deliveries, args.batch_size, args.job_every)
     batch = result["batch"]
