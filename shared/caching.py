@@ -114,10 +114,6 @@ class OwnedDocuments(Generic[T]):
         for doc_id in ids:
             self._entries.pop(doc_id, None)
 
-    def clear(self) -> None:
-        """Drop everything (a batch failed somewhere its documents were written)."""
-        self._entries.clear()
-
     def _forget_if_reassigned(self) -> None:
         if self._ownership.generation != self._generation:
             self._entries.clear()

@@ -17,7 +17,6 @@ from services.loyalty.policy import LoyaltyPolicy, load_policy
 from services.loyalty.settings import LoyaltySettings
 from services.loyalty.store import INDEXES, LoyaltyStore
 from shared.auth import principal_dependency, token_verifier
-from shared.caching import OwnedDocuments
 from shared.clock import Clock, SystemClock
 from shared.http import create_service_app
 from shared.jobs import PeriodicJob
@@ -26,9 +25,6 @@ from shared.policy import with_rates
 from shared.runtime import build_runtime, consume
 
 SERVICE = "loyalty"
-KEPT_ACCOUNT_SECONDS = 600.0
-"""An account the consumer wrote is read again after this long: well within the hour its
-claims are kept (``changes.CLAIM_RETENTION``), so a change on a stale one meets a claim."""
 
 
 def build_app(
@@ -57,14 +53,8 @@ def build_app(
     accounts = Accounts(store, changes, policy)
     jobs = LoyaltyJobs(store, accounts, changes, figures, policy, clock)
     parking = ParkingLot(runtime.storage, wall, timedelta(seconds=settings.parking_grace_seconds))
-    kept = OwnedDocuments[bytes](
-        "loyalty.accounts",
-        runtime.ownership,
-        limit=settings.consumer_cache_documents,
-        max_age_seconds=KEPT_ACCOUNT_SECONDS,
-    )
     processor = consume(
-        runtime, SUBSCRIBED_TOPICS, on_batch(store, changes, policy, clock, wall, parking, kept)
+        runtime, SUBSCRIBED_TOPICS, on_batch(store, changes, policy, clock, wall, parking)
     )
     ready = orders_recorded(store)
     principal = principal_dependency(token_verifier(settings), clock.now)

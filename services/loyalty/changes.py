@@ -103,14 +103,6 @@ class Change:
             "change": json_util.dumps(body),
         }
 
-    def account_set(self) -> Document:
-        """What this change sets on its account document (``$set``, packed)."""
-        return pack({**self.fields, "version": self.version + 1}, keep=ACCOUNT_KEYS)
-
-    def account_as_written(self, opened_at: datetime) -> Document:
-        """The account document once this change is written (what a read then returns)."""
-        return {"_id": self.customer_id, "opened_at": opened_at, **self.account_set()}
-
     @classmethod
     def from_claim(cls, claim: Document) -> Change:
         """The change a claim holds (to roll it forward)."""
@@ -309,7 +301,10 @@ class AccountChanges:
         await self._storage.update_each(
             ACCOUNTS,
             [
-                Update({"_id": c.customer_id, "version": c.version}, {"$set": c.account_set()})
+                Update(
+                    {"_id": c.customer_id, "version": c.version},
+                    {"$set": pack({**c.fields, "version": c.version + 1}, keep=ACCOUNT_KEYS)},
+                )
                 for c in changes
             ],
         )

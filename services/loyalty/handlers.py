@@ -34,7 +34,6 @@ from services.loyalty.rules import (
 )
 from services.loyalty.store import LoyaltyStore, order_document, order_facts
 from services.loyalty.tiers import Evaluation, OrderFacts, Refund
-from shared.caching import OwnedDocuments
 from shared.clock import Clock
 from shared.contracts import (
     CRM_CUSTOMERS,
@@ -54,7 +53,7 @@ from shared.contracts import (
 from shared.contracts.values import UnsupportedCurrency
 from shared.messaging import BatchHandler, Inbound, Rejection
 from shared.parking import Parked, ParkingLot, Ready, order_waited_for, orders_ready
-from shared.storage import Document, as_bytes
+from shared.storage import Document
 
 SUBSCRIBED_TOPICS: tuple[Topic, ...] = (
     POS_PURCHASES,
@@ -107,8 +106,6 @@ class BatchWalk:
     walk_ins: list[str] = field(default_factory=list)
     rejections: list[Rejection] = field(default_factory=list)
     parked: list[Parked] = field(default_factory=list)
-    from_memory: set[str] = field(default_factory=set)
-    """Accounts taken from what this consumer wrote lately, not read (see ``on_batch``)."""
 
     def account(self, customer_id: str) -> LoyaltyAccount:
         """The member's account as the batch has it (a fresh one if the member is new)."""
@@ -442,7 +439,6 @@ async def start_walk(
     policy: LoyaltyPolicy,
     batch: Sequence[Inbound],
     now: datetime,
-    kept: OwnedDocuments[bytes] | None = None,
 ) -> BatchWalk:
     """Read, by id, everything the batch's events need to know.
 
@@ -452,11 +448,9 @@ async def start_walk(
     it died before writing the account) is rolled forward first (``changes.py``).
     """
     for _ in range(MAX_ATTEMPTS):
-        walk, behind = await _read_walk(store, policy, batch, now, kept)
+        walk, behind = await _read_walk(store, policy, batch, now)
         if not behind:
             return walk
-        if kept is not None:
-            kept.forget(behind)
         await changes.storage.each_concurrently(
             behind.items(), lambda item: changes.roll_forward(item[0], item[1])
         )
@@ -464,16 +458,12 @@ async def start_walk(
 
 
 async def _read_walk(
-    store: LoyaltyStore,
-    policy: LoyaltyPolicy,
-    batch: Sequence[Inbound],
-    now: datetime,
-    kept: OwnedDocuments[bytes] | None,
+    store: LoyaltyStore, policy: LoyaltyPolicy, batch: Sequence[Inbound], now: datetime
 ) -> tuple[BatchWalk, dict[str, int]]:
     """The walk's state, and the accounts found older than a fact read after them."""
     events = [item.event for item in batch]
     customers = {c for e in events for c in customers_of(e)}
-    accounts, from_memory = await store.accounts_kept_or_read(customers, kept)
+    accounts = await store.accounts(customers)
     order_ids = {e.order_id for e in events if isinstance(e, Purchase | Return)}
     commands = {command_entry_id(e.command_id) for e in events if isinstance(e, LoyaltyCommand)}
     purchases = {e.event_id for e in events if isinstance(e, Purchase)}
@@ -482,13 +472,10 @@ async def _read_walk(
         for a in accounts.values()
         if a.referral is not None and _may_reward(a, purchases)
     } - customers
-    order_docs, (referrer_accounts, referrers_kept), counted = await asyncio.gather(
-        store.orders(order_ids),
-        store.accounts_kept_or_read(referrers, kept),
-        store.entries_present(commands),
+    order_docs, referrer_accounts, counted = await asyncio.gather(
+        store.orders(order_ids), store.accounts(referrers), store.entries_present(commands)
     )
     accounts.update(referrer_accounts)
-    from_memory |= referrers_kept
     # A return may name only its order: read the owner's account, then the order again.
     owners = {doc["customer_id"] for doc in order_docs.values()} - set(accounts)
     if owners:
@@ -520,7 +507,6 @@ async def _read_walk(
         accounts=accounts,
         orders={o: KnownOrder.from_document(d) for o, d in order_docs.items()},
         counted=set(counted),
-        from_memory=from_memory,
     )
     return walk, behind
 
@@ -551,37 +537,18 @@ def on_batch(
     clock: Clock,
     wall: Clock,
     parking: ParkingLot,
-    kept: OwnedDocuments[bytes] | None = None,
 ) -> BatchHandler:
     """The batch handler: earn, reverse, refer, adjust; one claimed change per account.
 
     A return read before its sale is parked (``parking``) until the sale is recorded.
-    ``kept``: the accounts as this consumer last wrote them. One another writer changed
-    since makes its change lose the claim, and the batch walks again on what it reads; a
-    batch that rejects an event walks again on read accounts before it decides, since a
-    rejection writes nothing that a claim could stop.
     """
 
     async def handle(batch: Sequence[Inbound]) -> Sequence[Rejection]:
-        try:
-            return await _handle(batch)
-        except BaseException:
-            if kept is not None:
-                kept.clear()  # some of the batch's writes may have landed: read again
-            raise
-
-    async def _handle(batch: Sequence[Inbound]) -> Sequence[Rejection]:
-        begun = kept.begin() if kept is not None else 0
-        use = kept
         for _ in range(MAX_ATTEMPTS):
             now = clock.now()
-            walk = await start_walk(store, changes, policy, batch, now, use)
+            walk = await start_walk(store, changes, policy, batch, now)
             walk.parking = parking.enabled
             rejections = walk.run(batch)
-            if rejections and walk.from_memory and use is not None:
-                use.forget(walk.from_memory)
-                use = None
-                continue
             await store.record_walk_ins(walk.walk_ins, now, stats_bucket(wall.now()))
             pending = [
                 change
@@ -589,24 +556,11 @@ def on_batch(
                 if (change := changes.change_of(account, now)) is not None
             ]
             won = await changes.commit(pending)
-            if kept is not None:
-                kept.keep(
-                    {
-                        c.customer_id: as_bytes(
-                            c.account_as_written(walk.accounts[c.customer_id].opened_at)
-                        )
-                        for c in pending
-                        if c.customer_id in won
-                    },
-                    begun,
-                )
             if len(won) == len(pending):
                 await parking.park(walk.parked)
                 return rejections
             # Another writer moved some account first: finish its change, walk again.
-            lost = await changes.roll_forward_losers(pending, won)
-            if kept is not None:
-                kept.forget(c.customer_id for c in lost)
+            await changes.roll_forward_losers(pending, won)
         raise RuntimeError("accounts of this batch kept changing while it was written")
 
     return handle

@@ -14,8 +14,7 @@ from typing import Any
 
 from services.loyalty.account import LoyaltyAccount
 from services.loyalty.tiers import OrderFacts, Refund
-from shared.caching import OwnedDocuments
-from shared.storage import Document, IndexSpec, Storage, from_bytes
+from shared.storage import Document, IndexSpec, Storage
 
 LEDGER = "ledger"
 ACCOUNTS = "accounts"
@@ -92,20 +91,6 @@ class LoyaltyStore:
         """Accounts by customer id (missing ones absent)."""
         found = await self.storage.fetch_by_ids(ACCOUNTS, customer_ids)
         return {cid: LoyaltyAccount.from_document(doc) for cid, doc in found.items()}
-
-    async def accounts_kept_or_read(
-        self, customer_ids: Iterable[str], kept: OwnedDocuments[bytes] | None
-    ) -> tuple[dict[str, LoyaltyAccount], set[str]]:
-        """Accounts by id, those this consumer wrote lately from ``kept``; and which those are.
-
-        A kept account may be stale (a job or another instance wrote it since): only for
-        accounts about to be changed, whose claim then loses and the batch reads again.
-        """
-        ids = list(dict.fromkeys(customer_ids))
-        raw = kept.known(ids) if kept is not None else {}
-        accounts = {cid: LoyaltyAccount.from_document(from_bytes(b)) for cid, b in raw.items()}
-        accounts.update(await self.accounts([cid for cid in ids if cid not in raw]))
-        return accounts, set(raw)
 
     async def account_versions(self, customer_ids: Iterable[str]) -> dict[str, int]:
         """The version each account is at (missing ones absent)."""

@@ -23,7 +23,6 @@ from services.loyalty.policy import LoyaltyPolicy
 from services.loyalty.settings import LoyaltySettings
 from services.loyalty.store import INDEXES, LoyaltyStore
 from shared.auth import Role, issue_token
-from shared.caching import OwnedDocuments, PartitionOwnership
 from shared.clock import Clock, FixedClock
 from shared.contracts import Event, Topic, dlq_topic
 from shared.messaging import BatchHandler, Delivery, Inbound
@@ -118,8 +117,6 @@ class Rig:
     handle: BatchHandler
     publisher: RecordingPublisher
     parking: ParkingLot
-    ownership: PartitionOwnership
-    kept: OwnedDocuments[bytes] | None
 
 
 @asynccontextmanager
@@ -129,12 +126,8 @@ async def built_rig(
     policy: LoyaltyPolicy,
     start: datetime,
     storage_type: type[Storage] = Storage,
-    cached: bool = True,
 ) -> AsyncIterator[Rig]:
-    """The parts of one loyalty instance with moved clocks (business and wall), jobs opened.
-
-    The consumer keeps the accounts it wrote, as the service does (``cached=False``: not).
-    """
+    """The parts of one loyalty instance with moved clocks (business and wall), jobs opened."""
     log = CommandLog()
     client = mongo_client(infra["mongo"], app_name="loyalty-rig", listeners=[log])
     try:
@@ -150,11 +143,7 @@ async def built_rig(
         jobs = LoyaltyJobs(store, accounts, changes, figures, policy, clock)
         await jobs.open()
         parking = ParkingLot(storage, wall, timedelta(days=1))
-        ownership = PartitionOwnership()
-        kept = (
-            OwnedDocuments[bytes]("loyalty.accounts", ownership, limit=50_000) if cached else None
-        )
-        handle = on_batch(store, changes, policy, clock, wall, parking, kept)
+        handle = on_batch(store, changes, policy, clock, wall, parking)
         yield Rig(
             log,
             clock,
@@ -168,8 +157,6 @@ async def built_rig(
             handle,
             publisher,
             parking,
-            ownership,
-            kept,
         )
     finally:
         await client.close()

@@ -30,7 +30,6 @@ from services.loyalty.outbox import OutboxRecord
 from services.loyalty.policy import LoyaltyPolicy
 from services.loyalty.store import LoyaltyStore, order_facts
 from services.loyalty.tiers import figures_at, first_short_moment, supported_tier
-from shared.caching import OwnedDocuments, PartitionOwnership
 from shared.clock import FixedClock
 from shared.contracts import (
     LOYALTY_POINTS,
@@ -222,10 +221,7 @@ async def run_and_check(
         figures = FigureBook(storage, wall)
         await figures.open()
         parking = ParkingLot(storage, wall, timedelta(days=1))
-        # The consumer keeps the accounts it wrote, as the service does: a crash at any
-        # write must leave it reading them again.
-        kept = OwnedDocuments[bytes]("loyalty.accounts", PartitionOwnership(), limit=50_000)
-        handle = on_batch(store, changes, POLICY, clock, wall, parking, kept)
+        handle = on_batch(store, changes, POLICY, clock, wall, parking)
         for batch in batches:
             for _ in range(3):  # each fault strikes once: the third delivery gets through
                 try:
