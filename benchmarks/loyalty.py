@@ -47,6 +47,7 @@ from shared.clock import FixedClock, SystemClock
 from shared.contracts import decode, dlq_topic
 from shared.jobs import JobRun
 from shared.messaging import BatchProcessor, ConsumerMetrics, Delivery, EventPublisher, make_broker
+from shared.parking import ParkingLot
 from shared.storage import (
     CommandLog,
     Storage,
@@ -62,6 +63,8 @@ KAFKA = os.environ.get("HUITOU_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
 MONGO = os.environ.get("HUITOU_MONGO_URI", "mongodb://127.0.0.1:27017")
 INDEXED = indexed_fields(INDEXES)
 JOBS = ("expiry", "tiers", "left-behind", "figures")
+PARKING_GRACE = timedelta(days=1)
+"""As the service's default: a return read before its sale waits a day for it."""
 
 
 @dataclass
@@ -143,7 +146,9 @@ def build(storage: Storage, publisher: EventPublisher, start: datetime) -> Servi
     metrics = ConsumerMetrics(SERVICE, CollectorRegistry())
     processor = BatchProcessor(
         service=SERVICE,
-        handle=on_batch(store, changes, policy, clock, wall),
+        handle=on_batch(
+            store, changes, policy, clock, wall, ParkingLot(storage, wall, PARKING_GRACE)
+        ),
         publisher=publisher,
         metrics=metrics,
         clock=clock,

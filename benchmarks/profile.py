@@ -288,7 +288,7 @@ async def records_side_by_side(deliveries: Sequence[Delivery], size: int) -> Non
 
 async def figures_of(bench: Bench) -> dict[str, tuple[object, ...]]:
     """Each record's figures and classes (what must not depend on how records were read)."""
-    figures = {}
+    figures: dict[str, tuple[object, ...]] = {}
     async for doc in bench.storage[CUSTOMERS].find({}):
         c = from_document(doc)
         figures[c.customer_id] = (
