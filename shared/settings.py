@@ -76,7 +76,7 @@ class ServiceSettings(BaseSettings):
     consumer_batch_timeout_ms: int = Field(200, ge=1)
     # Documents a consumer keeps in memory between batches of its own partitions (per
     # cache; 0: none). See shared/caching.py.
-    consumer_cache_documents: int = Field(50_000, ge=0)
+    consumer_cache_documents: int = Field(0, ge=0)
     retry_initial_seconds: float = Field(0.2, gt=0)
     retry_max_seconds: float = Field(10.0, gt=0)
     # SIGTERM to exit: consumers stop retrying at once; this bounds the rest of the shutdown.

@@ -44,7 +44,7 @@ class ProfileSettings(AuthSettings):
     )
     """base64 of at least 32 bytes: the HMAC key of the phone lookup index (never rotated
     without rebuilding the index)."""
-    cache_records: int = Field(15_000, ge=0, validation_alias="HUITOU_PROFILE_CACHE_RECORDS")
+    cache_records: int = Field(0, ge=0, validation_alias="HUITOU_PROFILE_CACHE_RECORDS")
     """Records an instance keeps in memory as it last wrote them (~5 KB each; 0: none)."""
     recompute_check_seconds: float = Field(
         60, gt=0, validation_alias="HUITOU_PROFILE_RECOMPUTE_CHECK_SECONDS"
