@@ -54,7 +54,9 @@ def build_app(
     views = OwnedDocuments[CustomerView](
         "care.customers", runtime.ownership, limit=settings.consumer_cache_documents
     )
-    consume(runtime, SUBSCRIBED_TOPICS, on_batch(store, policy, clock, counter, views))
+    # Off (0, the default): the consumer takes the path that reads every view, as before.
+    kept = views if settings.consumer_cache_documents else None
+    consume(runtime, SUBSCRIBED_TOPICS, on_batch(store, policy, clock, counter, kept))
     dispatcher = Dispatcher(
         store,
         DispatchStore(runtime.storage),

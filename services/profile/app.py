@@ -61,7 +61,7 @@ def build_app(
         limit=settings.cache_records,
         max_age_seconds=CACHED_RECORD_SECONDS,
     )
-    store = ProfileStore(storage, cache=written)
+    store = ProfileStore(storage, cache=written if settings.cache_records else None)
     tallies = Tallies(storage, policy, audit=AUDIT)
     records = CustomerRecords(
         store, tallies, runtime.publisher, vault_from(settings), policy, clock
