@@ -15,6 +15,8 @@ PHONE = "[phone]"
 ID_NUMBER = "[id]"
 EMAIL = "[email]"
 NAME = "[name]"
+ERASED = "[erased]"
+"""What stands where an erased customer's free text was."""
 
 # Not glued to a Latin letter or digit on either side: "SO13800138000" is an order number.
 _START = r"(?<![0-9A-Za-z])"

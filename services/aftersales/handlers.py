@@ -207,8 +207,9 @@ async def forget_customers(
     """Forget the free text of erased customers' tickets and repairs; returns tickets forgotten.
 
     Each ticket is forgotten as its next step (a person's step written meanwhile wins, and
-    the ticket is read again); a ticket forgotten already is left alone, so a redelivered
-    erasure changes nothing. Messages still pending in an outbox go out forgotten.
+    the ticket is read again), then the updates its step claims kept are dropped; a ticket
+    forgotten already is left alone, so a redelivered erasure changes nothing. Messages
+    still pending in an outbox go out forgotten.
     """
     forgotten = 0
     for customer_id in customer_ids:
@@ -219,6 +220,9 @@ async def forget_customers(
                 forgotten += 1
                 if updated.get("outbox_at") is not None:
                     await relay.publish(TICKETS, [updated])
+            # Again on a redelivery: a crash may have come between the ticket and its claims.
+            seq = int((updated or ticket).get("seq", 0))
+            await store.forget_step_claims(str(ticket["_id"]), seq)
         await store.forget_repairs([str(t["_id"]) for t in tickets], now)
         log.info("customer_forgotten", customer_id=customer_id, tickets=len(tickets))
     return forgotten

@@ -565,12 +565,10 @@ class AftersalesStore:
 
     async def forget(self, ticket: Document, now: datetime) -> Document:
         """Forget the free text of an erased customer's ticket read as ``ticket``, as its next
-        step (StaleTicket when another step won); then the texts its step claims kept."""
-        updated = await self.ticket_steps.apply(
+        step; StaleTicket when another step won."""
+        return await self.ticket_steps.apply(
             ticket["_id"], int(ticket.get("seq", 0)), forget_ticket(ticket, now), counts={}, now=now
         )
-        await self.forget_step_claims(ticket["_id"], int(updated["seq"]))
-        return updated
 
     async def forget_step_claims(self, ticket_id: str, through_seq: int) -> None:
         """Drop the updates the claims of a ticket's written steps keep (their free text).
