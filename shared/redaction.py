@@ -72,8 +72,15 @@ def _name_pattern(name: str) -> re.Pattern[str] | None:
         return None  # one letter would strike half the text
     if all(part.isascii() for part in parts):
         orders = [parts, parts[::-1]] if len(parts) == 2 else [parts]
-        alternatives = [r"\s+".join(re.escape(p) for p in order) for order in orders]
-        return re.compile(_START + "(?:" + "|".join(alternatives) + ")" + _END, re.IGNORECASE)
+        # Whole words only ("Li" is not in "Lily"); an edge that is not a letter or digit
+        # needs no anchor (and must have none, or redacting twice would differ).
+        alternatives = [
+            (_START if order[0][0].isalnum() else "")
+            + r"\s+".join(re.escape(p) for p in order)
+            + (_END if order[-1][-1].isalnum() else "")
+            for order in orders
+        ]
+        return re.compile("|".join(alternatives), re.IGNORECASE)
     # Chinese names are written without spaces, sometimes with one between the characters.
     characters = [re.escape(c) for c in "".join(parts)]
     return re.compile(r"\s?".join(characters))
