@@ -111,8 +111,8 @@ def on_batch(
     customer read in the same batch or later opens forgotten, then forgets the free text
     of the customer's tickets and repairs: the same end state in any order.
 
-    A batch costs one insert for its sales, and for its complaints a lookup per
-    customer and per order named, one insert, an update per new ticket (its outbox
+    A batch costs one insert for its sales, and for its complaints two lookups per
+    customer (earlier complaints, a tombstone) and one per order named, one insert, an update per new ticket (its outbox
     published) and a lookup per SKU that may raise a quality alert: however long the
     history, and every one an equality on an indexed field.
     """
