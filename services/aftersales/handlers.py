@@ -112,9 +112,9 @@ def on_batch(
     of the customer's tickets and repairs: the same end state in any order.
 
     A batch costs one insert for its sales, and for its complaints two lookups per
-    customer (earlier complaints, a tombstone) and one per order named, one insert, an update per new ticket (its outbox
-    published) and a lookup per SKU that may raise a quality alert: however long the
-    history, and every one an equality on an indexed field.
+    customer (earlier complaints, a tombstone) and one per order named, one insert, an
+    update per new ticket (its outbox published) and a lookup per SKU that may raise a
+    quality alert: however long the history, and every one an equality on an indexed field.
     """
 
     async def handle(batch: Sequence[Inbound]) -> Sequence[Rejection]:
