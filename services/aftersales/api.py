@@ -26,6 +26,7 @@ from services.aftersales.lifecycle import (
 )
 from services.aftersales.outbox import OutboxRelay
 from services.aftersales.policy import AftersalesPolicy
+from services.aftersales.privacy import SEALED_TEXT, TEXT_FIELD, is_forgotten, staff_text
 from services.aftersales.registers import (
     COMPLAINT_COLUMNS,
     QUALITY_REVISIT_COLUMNS,
@@ -37,6 +38,7 @@ from services.aftersales.registers import (
     repair_row,
     survey_row,
 )
+from services.aftersales.rules import repair_id_of
 from services.aftersales.store import STORAGE_FIELDS, TICKETS, AftersalesStore, StaleTicket
 from services.aftersales.warranty import Reason, WarrantyCase, WarrantyError, evaluate
 from shared.auth import (
@@ -48,6 +50,7 @@ from shared.auth import (
 )
 from shared.clock import Clock
 from shared.contracts import ComplaintCategory, Route
+from shared.crypto import FieldVault, UnreadableCiphertext
 from shared.messaging import is_transient
 from shared.storage import Document
 
@@ -148,6 +151,7 @@ def aftersales_router(
     policy: AftersalesPolicy,
     clock: Clock,
     verifier: TokenVerifier,
+    vault: FieldVault,
 ) -> APIRouter:
     """Routes of the aftersales service."""
     router = APIRouter(tags=["aftersales"])
@@ -252,11 +256,37 @@ def aftersales_router(
             )
         )
 
+    @router.get("/tickets/{ticket_id}/text")
+    async def original_text(ticket_id: str, principal: caller) -> dict[str, str]:
+        """The complaint's original text, unredacted: for head office and its department."""
+        require_role(principal, "head_office", "department")
+        ticket = await visible_ticket(ticket_id, principal)
+        if is_forgotten(ticket):
+            raise HTTPException(410, f"the customer of ticket {ticket_id} was erased")
+        sealed = ticket.get(SEALED_TEXT)
+        if sealed is None:
+            raise HTTPException(404, f"ticket {ticket_id} keeps no original text")
+        try:
+            text = vault.decrypt(ticket["_id"], TEXT_FIELD, sealed)
+        except UnreadableCiphertext as error:
+            log.error("complaint_text_unreadable", ticket_id=ticket_id, error=str(error))
+            raise HTTPException(
+                500, "the original text cannot be read with this key ring"
+            ) from None
+        # Who read which original, never the text itself.
+        log.info("complaint_text_read", ticket_id=ticket_id, by=principal.subject)
+        return {"ticket_id": ticket["_id"], "text": text, "shown": ticket["text"]}
+
     @router.post("/tickets/{ticket_id}/resolve")
     async def resolve(ticket_id: str, body: ResolveBody, principal: caller) -> Document:
-        resolution = Resolution(**body.model_dump())
-
         def build(ticket: Document) -> TicketUpdate | None:
+            resolution = Resolution(
+                **{
+                    **body.model_dump(),
+                    "outcome": staff_text(ticket, body.outcome),
+                    "final_offer": staff_text(ticket, body.final_offer),
+                }
+            )
             # A retried request (same resolution, already recorded) changes nothing: the
             # loyalty command is issued exactly once.
             if lifecycle.is_retry_of_last_resolution(ticket, resolution):
@@ -275,8 +305,8 @@ def aftersales_router(
                 principal,
                 lambda t: lifecycle.reopen(
                     t,
-                    reason=body.reason,
-                    final_offer=body.final_offer,
+                    reason=staff_text(t, body.reason),
+                    final_offer=staff_text(t, body.final_offer),
                     policy=policy,
                     by=principal.subject,
                     now=clock.now(),
@@ -294,7 +324,7 @@ def aftersales_router(
                     t,
                     score=body.score,
                     satisfied=body.satisfied,
-                    comment=body.comment,
+                    comment=staff_text(t, body.comment),
                     by=principal.subject,
                     now=clock.now(),
                 ),
@@ -353,7 +383,7 @@ def aftersales_router(
     async def take_in_repair(body: RepairBody, principal: caller) -> Document:
         require_role(principal, "head_office", "department", "store_staff")
         ticket = await visible_ticket(body.ticket_id, principal)
-        repair_id = f"RP-{ticket['_id']}"
+        repair_id = repair_id_of(ticket["_id"])
         existing = await store.repair(repair_id)
         if existing is not None:
             return _public_repair(existing)
@@ -384,7 +414,7 @@ def aftersales_router(
             "sku": ticket.get("sku"),
             "model": body.model,
             "purchase_date": ticket.get("purchase_date"),
-            "fault": body.fault,
+            "fault": staff_text(ticket, body.fault),
             "warranty_decision": decision.decision if decision else None,
             "free_of_charge": (
                 decision.decision in ("free_repair", "free_exchange", "return")
@@ -395,6 +425,8 @@ def aftersales_router(
             "received_at": now,
             "received_by": principal.subject,
         }
+        if is_forgotten(ticket):
+            repair["forgotten"] = True
         stored = await store.enter_repair(
             repair, store_id=ticket["store_id"], day=now.astimezone(zone).date(), now=now
         )

@@ -47,7 +47,10 @@ def build_app(
         timedelta(seconds=settings.parking_grace_seconds),
         apply_when_out_of_time=True,
     )
-    processor = consume(runtime, SUBSCRIBED_TOPICS, on_batch(store, relay, policy, clock, parking))
+    vault = settings.text_vault()
+    processor = consume(
+        runtime, SUBSCRIBED_TOPICS, on_batch(store, relay, policy, clock, parking, vault=vault)
+    )
     ready = sales_known(store)
     every = settings.watch_every_seconds
     jobs = [
@@ -71,7 +74,7 @@ def build_app(
         runtime,
         title="Huitou aftersales",
         indexes=INDEXES,
-        routers=[aftersales_router(store, relay, policy, clock, token_verifier(settings))],
+        routers=[aftersales_router(store, relay, policy, clock, token_verifier(settings), vault)],
         on_started=[prepare],
         jobs=jobs,
     )

@@ -1,4 +1,5 @@
-"""Aftersales subscribers: complaints become tickets; sales teach warranty what was bought."""
+"""Aftersales subscribers: complaints become tickets; sales teach warranty what was bought;
+an erased profile has its customer's free text forgotten."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import structlog
 from services.aftersales.lifecycle import open_ticket, outbox_message
 from services.aftersales.outbox import OutboxRelay
 from services.aftersales.policy import AftersalesPolicy
+from services.aftersales.privacy import SEALED_TEXT, TEXT_FIELD, is_forgotten, shown_text
 from services.aftersales.rules import (
     EarlierComplaint,
     classify,
@@ -25,23 +27,41 @@ from services.aftersales.store import (
     AftersalesStore,
     SaleFacts,
     SoldLine,
+    StaleTicket,
 )
 from shared.clock import Clock
 from shared.contracts import (
     AFTERSALES_QUALITY,
     CRM_COMPLAINTS,
     POS_PURCHASES,
+    PROFILE_CUSTOMER_CHANGED,
     Complaint,
+    CustomerChanged,
     Purchase,
     RoutedComplaint,
     Topic,
 )
 from shared.contracts.values import UnsupportedCurrency
+from shared.crypto import FieldVault
 from shared.messaging import BatchHandler, Delivery, Inbound, Rejection
 from shared.parking import Parked, ParkingLot, Ready, order_waited_for, orders_ready
+from shared.redaction import ERASED
 from shared.storage import Document
 
-SUBSCRIBED_TOPICS: tuple[Topic, ...] = (CRM_COMPLAINTS, POS_PURCHASES)
+SUBSCRIBED_TOPICS: tuple[Topic, ...] = (CRM_COMPLAINTS, POS_PURCHASES, PROFILE_CUSTOMER_CHANGED)
+
+FORGET_ATTEMPTS = 20
+"""Steps another writer may win, one after the other, before an erasure waits for a retry."""
+
+
+class TicketBusy(TimeoutError):
+    """A ticket kept changing while its customer's erasure tried to forget it: retried later."""
+
+
+def is_erasure(change: CustomerChanged) -> bool:
+    """True when profile erased the customer."""
+    return change.change == "erased" or change.erased
+
 
 log = structlog.get_logger("huitou.aftersales")
 
@@ -78,16 +98,23 @@ def on_batch(
     policy: AftersalesPolicy,
     clock: Clock,
     parking: ParkingLot | None = None,
+    *,
+    vault: FieldVault | None = None,
 ) -> BatchHandler:
-    """The batch handler: record sales, open one ticket per complaint, publish.
+    """The batch handler: record sales, open one ticket per complaint, forget the erased, publish.
 
     With ``parking``, a complaint naming an order whose sale is not known yet waits for it
-    (at most the lot's grace period) so that its ticket has the sale's SKU and date.
+    (at most the lot's grace period) so that its ticket has the sale's SKU and date. With
+    ``vault``, a ticket keeps its complaint's original text sealed beside the redacted one.
 
-    A batch costs one insert for its sales, and for its complaints a lookup per
-    customer and per order named, one insert, an update per new ticket (its outbox
-    published) and a lookup per SKU that may raise a quality alert: however long the
-    history, and every one an equality on an indexed field.
+    An erasure (profile's ``erased``) leaves a tombstone first, so a complaint of the
+    customer read in the same batch or later opens forgotten, then forgets the free text
+    of the customer's tickets and repairs: the same end state in any order.
+
+    A batch costs one insert for its sales, and for its complaints two lookups per
+    customer (earlier complaints, a tombstone) and one per order named, one insert, an
+    update per new ticket (its outbox published) and a lookup per SKU that may raise a
+    quality alert: however long the history, and every one an equality on an indexed field.
     """
 
     async def handle(batch: Sequence[Inbound]) -> Sequence[Rejection]:
@@ -96,9 +123,13 @@ def on_batch(
         complaints: dict[str, Complaint] = {}
         delivered: dict[str, Delivery] = {}
         rejections: list[Rejection] = []
+        erased: set[str] = set()
         for item in batch:
             event = item.event
-            if isinstance(event, Purchase):
+            if isinstance(event, CustomerChanged):
+                if is_erasure(event):
+                    erased.add(event.customer_id)
+            elif isinstance(event, Purchase):
                 try:
                     policy.rates.check(event.currency)
                 except UnsupportedCurrency as unsupported:
@@ -108,42 +139,108 @@ def on_batch(
             elif isinstance(event, Complaint):
                 complaints.setdefault(event.complaint_id, event)  # duplicates: first wins
                 delivered.setdefault(event.complaint_id, item.delivery)
+        if erased:
+            await store.remember_erased(sorted(erased), now)
         await store.record_sales(sales, now)
-        if not complaints:
-            return rejections
-        may_wait = parking is not None and parking.may_park()
-        tickets, waiting = await _open_tickets(
-            store, policy, list(complaints.values()), now, may_wait=may_wait
-        )
-        if parking is not None and waiting:
-            # Its sale may be on its way on another topic: the ticket opens with it, or
-            # without it once the grace period is over (a complaint never waits longer).
-            await parking.park(
-                [
-                    Parked(delivered[c.complaint_id], order_waited_for(c.order_id or ""), WAITS)
-                    for c in waiting
-                ]
+        if complaints:
+            await _take_complaints(
+                store, relay, policy, parking, vault, list(complaints.values()), delivered, now
             )
-        inserted = await store.insert_tickets(tickets, now)
-        new = [t for t in tickets if t["_id"] in inserted]
-        for ticket in new:
-            log.info(
-                "ticket_opened",
-                ticket_id=ticket["_id"],
-                route=ticket["route"],
-                category=ticket["category"],
-                urgent=ticket["urgent"],
-            )
-        # A ticket already there (a redelivery) may still hold messages a crash kept from
-        # being published: this redelivery is the moment to finish the job.
-        known = await store.tickets([t["_id"] for t in tickets if t["_id"] not in inserted])
-        alerts = await _raise_quality_alerts(store, policy, [*new, *known.values()], now)
-        pending = [t for t in known.values() if t.get("outbox_at") is not None]
-        await relay.publish(TICKETS, [*new, *pending])
-        await relay.publish(QUALITY_ALERTS, alerts)
+        if erased:
+            await forget_customers(store, relay, sorted(erased), now)
         return rejections
 
     return handle
+
+
+async def _take_complaints(
+    store: AftersalesStore,
+    relay: OutboxRelay,
+    policy: AftersalesPolicy,
+    parking: ParkingLot | None,
+    vault: FieldVault | None,
+    complaints: Sequence[Complaint],
+    delivered: dict[str, Delivery],
+    now: datetime,
+) -> None:
+    """Open (or park) the tickets of these complaints, raise quality alerts, publish."""
+    may_wait = parking is not None and parking.may_park()
+    tickets, waiting = await _open_tickets(store, policy, complaints, now, may_wait=may_wait)
+    if vault is not None:
+        originals = {c.complaint_id: c.text for c in complaints}
+        for ticket in tickets:
+            if not is_forgotten(ticket):
+                ticket[SEALED_TEXT] = vault.encrypt(
+                    ticket["_id"], TEXT_FIELD, originals[ticket["complaint_id"]]
+                )
+    if parking is not None and waiting:
+        # Its sale may be on its way on another topic: the ticket opens with it, or
+        # without it once the grace period is over (a complaint never waits longer).
+        await parking.park(
+            [
+                Parked(delivered[c.complaint_id], order_waited_for(c.order_id or ""), WAITS)
+                for c in waiting
+            ]
+        )
+    inserted = await store.insert_tickets(tickets, now)
+    new = [t for t in tickets if t["_id"] in inserted]
+    for ticket in new:
+        log.info(
+            "ticket_opened",
+            ticket_id=ticket["_id"],
+            route=ticket["route"],
+            category=ticket["category"],
+            urgent=ticket["urgent"],
+        )
+    # A ticket already there (a redelivery) may still hold messages a crash kept from
+    # being published: this redelivery is the moment to finish the job.
+    known = await store.tickets([t["_id"] for t in tickets if t["_id"] not in inserted])
+    alerts = await _raise_quality_alerts(store, policy, [*new, *known.values()], now)
+    pending = [t for t in known.values() if t.get("outbox_at") is not None]
+    await relay.publish(TICKETS, [*new, *pending])
+    await relay.publish(QUALITY_ALERTS, alerts)
+
+
+async def forget_customers(
+    store: AftersalesStore, relay: OutboxRelay, customer_ids: Sequence[str], now: datetime
+) -> int:
+    """Forget the free text of erased customers' tickets and repairs; returns tickets forgotten.
+
+    Each ticket is forgotten as its next step (a person's step written meanwhile wins, and
+    the ticket is read again), then the updates its step claims kept are dropped; a ticket
+    forgotten already is left alone, so a redelivered erasure changes nothing. Messages
+    still pending in an outbox go out forgotten.
+    """
+    forgotten = 0
+    for customer_id in customer_ids:
+        tickets = await store.tickets_of(customer_id)
+        for ticket in sorted(tickets, key=lambda t: str(t["_id"])):
+            updated = await _forget_ticket(store, ticket, now)
+            if updated is not None:
+                forgotten += 1
+                if updated.get("outbox_at") is not None:
+                    await relay.publish(TICKETS, [updated])
+            # Again on a redelivery: a crash may have come between the ticket and its claims.
+            seq = int((updated or ticket).get("seq", 0))
+            await store.forget_step_claims(str(ticket["_id"]), seq)
+        await store.forget_repairs([str(t["_id"]) for t in tickets], now)
+        log.info("customer_forgotten", customer_id=customer_id, tickets=len(tickets))
+    return forgotten
+
+
+async def _forget_ticket(
+    store: AftersalesStore, ticket: Document, now: datetime
+) -> Document | None:
+    """The ticket forgotten by this call, or None when it was already."""
+    current: Document | None = ticket
+    for _ in range(FORGET_ATTEMPTS):
+        if current is None or is_forgotten(current):
+            return None
+        try:
+            return await store.forget(current, now)
+        except StaleTicket:
+            current = await store.ticket(str(ticket["_id"]))
+    raise TicketBusy(f"ticket {ticket['_id']} kept changing while being forgotten")
 
 
 WAITS = "complaint about an order whose sale is not known yet"
@@ -173,9 +270,10 @@ async def _open_tickets(
     rules = policy.classification
     since = min(c.occurred_at for c in complaints) - timedelta(days=rules.repeat_window_days)
     customers = sorted({c.customer_id for c in complaints if c.customer_id})
-    earlier, orders = await asyncio.gather(
+    earlier, orders, erased = await asyncio.gather(
         store.earlier_complaints(customers, since),
         store.purchase_lines(sorted({c.order_id for c in complaints if c.order_id})),
+        store.erased_among(customers),
     )
     tickets: list[Document] = []
     waiting: list[Complaint] = []
@@ -196,7 +294,11 @@ async def _open_tickets(
             received_at=now,
             purchase_date=purchase_date,
             sku=sku,
+            # Judged on the original text above; kept redacted, or not at all once erased.
+            text=ERASED if complaint.customer_id in erased else shown_text(complaint.text),
         )
+        if complaint.customer_id in erased:
+            ticket["forgotten"] = True
         history.append(
             EarlierComplaint(
                 complaint.complaint_id, complaint.occurred_at, complaint.order_id, ticket["sku"]

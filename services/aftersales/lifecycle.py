@@ -187,8 +187,13 @@ def open_ticket(
     received_at: datetime,
     purchase_date: str | None = None,
     sku: str | None = None,
+    text: str | None = None,
 ) -> Document:
-    """The new ticket of a complaint: opened, routed to its queue, escalated if urgent."""
+    """The new ticket of a complaint: opened, routed to its queue, escalated if urgent.
+
+    ``text`` is the complaint text as the ticket keeps and the queue shows it (redacted:
+    ``services.aftersales.privacy``); classification and urgency were judged on the original.
+    """
     hours = policy.hours_of(complaint.store_id)
     opened_at = complaint.occurred_at
     severity = severity_of(urgency.urgent)
@@ -202,7 +207,7 @@ def open_ticket(
         "customer_id": complaint.customer_id,
         "store_id": complaint.store_id,
         "channel": complaint.channel,
-        "text": complaint.text,
+        "text": complaint.text if text is None else text,
         "order_id": complaint.order_id,
         "sku": complaint.sku or sku,
         "purchase_date": (

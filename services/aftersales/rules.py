@@ -146,6 +146,11 @@ def ticket_id_of(complaint_id: str) -> str:
     return f"TK-{complaint_id}"
 
 
+def repair_id_of(ticket_id: str) -> str:
+    """The repair register entry of a ticket: one per ticket."""
+    return f"RP-{ticket_id}"
+
+
 def register_number_of(complaint_id: str, local_day: date) -> str:
     """The complaint register number: the local day of intake and the complaint id."""
     return f"CR-{local_day:%Y%m%d}-{complaint_id}"

@@ -3,10 +3,24 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Self
 
-from pydantic import Field
+from pydantic import Field, field_validator, model_validator
 
+from shared.crypto import (
+    AFTERSALES_DEVELOPMENT_KEY,
+    FieldVault,
+    development_key_ring,
+    parse_key_ring,
+    published_keys_in,
+)
 from shared.settings import AuthSettings
+
+# A fixed, public key so a laptop runs the service with no set-up; refused in production.
+LOCAL_DEVELOPMENT_TEXT_KEY_ID = "local-development-only"
+LOCAL_DEVELOPMENT_TEXT_KEYS = development_key_ring(
+    LOCAL_DEVELOPMENT_TEXT_KEY_ID, AFTERSALES_DEVELOPMENT_KEY
+)
 
 
 class AftersalesSettings(AuthSettings):
@@ -27,3 +41,42 @@ class AftersalesSettings(AuthSettings):
     parking_every_seconds: float = Field(
         2.0, gt=0, validation_alias="HUITOU_AFTERSALES_PARKING_EVERY_SECONDS"
     )
+    text_keys: str = Field(
+        LOCAL_DEVELOPMENT_TEXT_KEYS, validation_alias="HUITOU_AFTERSALES_TEXT_KEYS"
+    )
+    """JSON object {key_id: base64 of a 32-byte AES key}: every key still needed to read the
+    sealed original complaint texts."""
+    text_active_key_id: str = Field(
+        LOCAL_DEVELOPMENT_TEXT_KEY_ID, validation_alias="HUITOU_AFTERSALES_TEXT_ACTIVE_KEY_ID"
+    )
+    """The key new complaint texts are sealed with."""
+
+    @field_validator("text_keys")
+    @classmethod
+    def _key_ring(cls, value: str) -> str:
+        parse_key_ring(value, "text_keys")
+        return value
+
+    @model_validator(mode="after")
+    def _active_in_ring(self) -> Self:
+        ring = parse_key_ring(self.text_keys, "text_keys")
+        if self.text_active_key_id not in ring:
+            raise ValueError(
+                f"text_active_key_id {self.text_active_key_id!r} is not in text_keys "
+                f"({', '.join(sorted(ring))})"
+            )
+        return self
+
+    def production_problems(self) -> list[str]:
+        """The kernel's problems, plus a published development key in the text key ring."""
+        problems = super().production_problems()
+        if published_keys_in(parse_key_ring(self.text_keys, "text_keys")):
+            problems.append(
+                "HUITOU_AFTERSALES_TEXT_KEYS holds a published development key: set your own "
+                "key ring and HUITOU_AFTERSALES_TEXT_ACTIVE_KEY_ID (docs/aftersales.md)"
+            )
+        return problems
+
+    def text_vault(self) -> FieldVault:
+        """The vault complaint texts are sealed with."""
+        return FieldVault(parse_key_ring(self.text_keys, "text_keys"), self.text_active_key_id)

@@ -112,8 +112,10 @@ class Steps:
         for claim in sorted(claims, key=lambda c: (c["doc_id"], c["seq"])):
             current = found.get(claim["doc_id"])
             at = int(current.get("seq", 0)) if current is not None else 0
-            if at != claim["seq"] - 1:
-                continue  # written already, or waiting for an earlier step of its own
+            if at != claim["seq"] - 1 or "update" not in claim:
+                # Written already (an erasure drops the update of written steps), or waiting
+                # for an earlier step of its own.
+                continue
             result = await self._storage[self.collection].update_one(
                 {"_id": claim["doc_id"], "seq": claim["seq"] - 1},
                 json_util.loads(claim["update"]),

@@ -27,7 +27,8 @@ from services.aftersales.lifecycle import (
     TicketUpdate,
     next_sla_deadline,
 )
-from services.aftersales.rules import EarlierComplaint
+from services.aftersales.privacy import SEALED_TEXT, forget_repair, forget_ticket, is_forgotten
+from services.aftersales.rules import EarlierComplaint, repair_id_of
 from services.aftersales.steps import StaleStep, Steps
 from services.aftersales.tally import Source, Tally, stamp, tally_indexes
 from shared.jobs import JobRun
@@ -42,6 +43,8 @@ COUNTERS = "counters"
 QUALITY_ALERTS = "quality_alerts"
 TICKET_STEPS = "ticket_steps"
 ALERT_STEPS = "alert_steps"
+ERASED_CUSTOMERS = "erased_customers"
+"""One tombstone per customer profile erased: their later complaints open forgotten."""
 OUTBOX_COLLECTIONS = (TICKETS, QUALITY_ALERTS)
 
 SLA_BUCKETS = DueBuckets(timedelta(hours=1))
@@ -63,6 +66,7 @@ STORAGE_FIELDS = frozenset(
         "tally",
         "tally_minute",
         "tally_hour",
+        SEALED_TEXT,
     }
 )
 """Fields a ticket carries for the store's own bookkeeping, never shown."""
@@ -539,6 +543,57 @@ class AftersalesStore:
             docs = [doc async for doc in self._storage[REPAIRS].find({"received_day": day})]
             for doc in sorted(docs, key=lambda r: (r["received_at"], r["_id"])):
                 yield doc
+
+    # --- erasure --------------------------------------------------------------
+
+    async def remember_erased(self, customer_ids: Sequence[str], now: datetime) -> None:
+        """Keep a tombstone of each erased customer (once; an erasure redelivered adds none)."""
+        await self._storage.insert_once(
+            ERASED_CUSTOMERS, [{"_id": cid, "erased_at": now} for cid in customer_ids]
+        )
+
+    async def erased_among(self, customer_ids: Sequence[str]) -> set[str]:
+        """Those of these customers who were erased."""
+        found = await self._storage.fetch_by_ids(
+            ERASED_CUSTOMERS, customer_ids, projection={"_id": 1}
+        )
+        return {str(cid) for cid in found}
+
+    async def tickets_of(self, customer_id: str) -> list[Document]:
+        """Every ticket of a customer, whole."""
+        return await self._storage.find_by_values(TICKETS, "customer_id", [customer_id])
+
+    async def forget(self, ticket: Document, now: datetime) -> Document:
+        """Forget the free text of an erased customer's ticket read as ``ticket``, as its next
+        step; StaleTicket when another step won."""
+        return await self.ticket_steps.apply(
+            ticket["_id"], int(ticket.get("seq", 0)), forget_ticket(ticket, now), counts={}, now=now
+        )
+
+    async def forget_step_claims(self, ticket_id: str, through_seq: int) -> None:
+        """Drop the updates the claims of a ticket's written steps keep (their free text).
+
+        A claim is only rolled forward while its document has not reached it; these have.
+        """
+        await self._storage.update_each(
+            TICKET_STEPS,
+            [
+                Update({"_id": f"{ticket_id}:{seq}"}, {"$unset": {"update": ""}})
+                for seq in range(1, through_seq + 1)
+            ],
+        )
+
+    async def forget_repairs(self, ticket_ids: Sequence[str], now: datetime) -> int:
+        """Forget the free text of the repair entries of these tickets; returns how many."""
+        found = await self._storage.fetch_by_ids(
+            REPAIRS, [repair_id_of(tid) for tid in ticket_ids], projection={"forgotten": 1}
+        )
+        updates = [
+            Update({"_id": rid}, forget_repair(now))
+            for rid, doc in sorted(found.items())
+            if not is_forgotten(doc)
+        ]
+        return (await self._storage.update_each(REPAIRS, updates)).modified
 
     # --- figures --------------------------------------------------------------
 

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from services.care.counters import StatsCounter, Tally
 from services.care.moments import follow_up
 from services.care.policy import CarePolicy
-from services.care.rules import localized
+from services.care.rules import kept_outcome, localized
 from services.care.store import TASK_OPEN, CareStore
 from services.care.templates import TemplateCatalogue
 from shared.auth import (
@@ -138,7 +138,7 @@ def care_router(
             raise HTTPException(422, "follow_up_on must be a day after today")
         if item.get("task_status") is None:
             raise HTTPException(409, f"{item_id} is not a staff task awaiting an outcome")
-        recorded = body.model_dump(mode="json") | {"recorded_by": principal.subject}
+        recorded = kept_outcome(body.model_dump(mode="json")) | {"recorded_by": principal.subject}
         tally = Tally()
         if item["task_status"] == TASK_OPEN:
             updated = await store.record_outcome(item_id, recorded)
@@ -173,7 +173,7 @@ def care_router(
                 view,
                 parent_id=item_id,
                 on=body.follow_up_on,
-                topic=body.topic or body.note or item["kind"],
+                topic=recorded["topic"] or recorded["note"] or item["kind"],
                 staff_id=item.get("assigned_staff_id") or principal.subject,
                 store_id=item.get("store_id"),
                 policy=policy,

@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 
 from services.care.policy import CarePolicy, FrequencyCap, Kind, Moment, QuietHours
 from shared.contracts import OutreachChannel
+from shared.redaction import redact
 
 OPEN_TICKET = "open"
 CLOSED_TICKET = "closed"
@@ -279,3 +280,16 @@ def localized(variables: Mapping[str, Any], locale: str, default_locale: str) ->
         else:
             picked[name] = value
     return picked
+
+
+STAFF_NOTES = ("note", "topic")
+"""The free text staff record with a task's outcome (a follow-up's topic goes out with it)."""
+
+
+def kept_outcome(outcome: Mapping[str, Any]) -> dict[str, Any]:
+    """A task's outcome as care keeps it: the staff's notes redacted (phones, IDs, e-mails)."""
+    kept = dict(outcome)
+    for name in STAFF_NOTES:
+        if isinstance(kept.get(name), str):
+            kept[name] = redact(kept[name])
+    return kept

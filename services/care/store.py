@@ -19,7 +19,8 @@ from pymongo import ReturnDocument
 
 from services.care.counters import COUNTERS, Tally
 from services.care.moments import PlannedOutreach
-from services.care.rules import CustomerView
+from services.care.rules import STAFF_NOTES, CustomerView
+from shared.redaction import ERASED
 from shared.schedule import DueBuckets
 from shared.storage import Document, IndexSpec, Storage, Update, pack, unpack
 
@@ -211,6 +212,22 @@ class CareStore:
         tally["purchases"] -= deleted.deleted_count
         await self.storage[RANKINGS].delete_many({"customer_id": customer_id})
         await self.cancel_customer(customer_id, "customer_erased", now, tally)
+        await self.forget_notes(customer_id)
+
+    async def forget_notes(self, customer_id: str) -> None:
+        """Erasure: the free text staff wrote about the customer goes, from every item.
+
+        The notes of recorded outcomes, and the topic a follow-up call carries in its
+        variables (what a due follow-up would publish): repeating it changes nothing.
+        """
+        await self.storage[OUTREACH].update_many(
+            {"customer_id": customer_id},
+            {"$unset": {f"outcome.{name}": "" for name in STAFF_NOTES}},
+        )
+        await self.storage[OUTREACH].update_many(
+            {"customer_id": customer_id, "kind": "follow_up"},
+            {"$set": {"variables.topic": ERASED}},
+        )
 
     # --- yearly ranking -----------------------------------------------------------------
 

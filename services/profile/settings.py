@@ -3,29 +3,25 @@
 from __future__ import annotations
 
 import base64
-import binascii
-import json
 from pathlib import Path
 from typing import Self
 
 from pydantic import Field, field_validator, model_validator
 
+from shared.crypto import (
+    PROFILE_DEVELOPMENT_KEY,
+    decode_key,
+    development_key_ring,
+    parse_key_ring,
+    published_keys_in,
+)
 from shared.settings import AuthSettings
 
 # Fixed, public keys so a laptop runs the service with no set-up; their ids say what they are.
 # Production sets HUITOU_PROFILE_PII_KEYS, _PII_ACTIVE_KEY_ID, _BLIND_INDEX_KEY (docs/profile.md).
 LOCAL_DEVELOPMENT_KEY_ID = "local-development-only"
-LOCAL_DEVELOPMENT_KEY_RING = json.dumps(
-    {LOCAL_DEVELOPMENT_KEY_ID: base64.b64encode(b"huitou-local-dev-pii-key-32bytes").decode()}
-)
+LOCAL_DEVELOPMENT_KEY_RING = development_key_ring(LOCAL_DEVELOPMENT_KEY_ID, PROFILE_DEVELOPMENT_KEY)
 LOCAL_DEVELOPMENT_BLIND_INDEX_KEY = base64.b64encode(b"huitou-local-dev-blind-index-key").decode()
-
-
-def _decode_key(name: str, value: str) -> bytes:
-    try:
-        return base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError):
-        raise ValueError(f"{name} is not base64") from None
 
 
 class ProfileSettings(AuthSettings):
@@ -60,7 +56,7 @@ class ProfileSettings(AuthSettings):
     @field_validator("blind_index_key")
     @classmethod
     def _blind_key(cls, value: str) -> str:
-        if len(_decode_key("blind_index_key", value)) < 32:
+        if len(decode_key("blind_index_key", value)) < 32:
             raise ValueError("blind_index_key must decode to at least 32 bytes")
         return value
 
@@ -72,16 +68,16 @@ class ProfileSettings(AuthSettings):
                 f"pii_active_key_id {self.pii_active_key_id!r} is not in pii_keys "
                 f"({', '.join(sorted(ring))})"
             )
-        if _decode_key("blind_index_key", self.blind_index_key) in ring.values():
+        if decode_key("blind_index_key", self.blind_index_key) in ring.values():
             raise ValueError("blind_index_key must differ from every PII key")
         return self
 
     def production_problems(self) -> list[str]:
         """The kernel's problems, plus the published development PII or blind-index key."""
         problems = super().production_problems()
-        development_key = key_ring(LOCAL_DEVELOPMENT_KEY_RING)[LOCAL_DEVELOPMENT_KEY_ID]
-        # By value, not by id: the public key under another id is just as public.
-        if development_key in key_ring(self.pii_keys).values():
+        # By value, not by id: a public key under another id is just as public (and so is
+        # the published key of another service).
+        if published_keys_in(key_ring(self.pii_keys)):
             problems.append(
                 "HUITOU_PROFILE_PII_KEYS holds the published development key: set your own "
                 "key ring and HUITOU_PROFILE_PII_ACTIVE_KEY_ID (docs/profile.md)"
@@ -105,18 +101,4 @@ class ProfileSettings(AuthSettings):
 
 def key_ring(value: str) -> dict[str, bytes]:
     """Parse a key ring: JSON {key_id: base64 32-byte key}; raises ValueError naming the problem."""
-    try:
-        raw = json.loads(value)
-    except json.JSONDecodeError as error:
-        raise ValueError(f"pii_keys is not JSON: {error.msg}") from None
-    if not isinstance(raw, dict) or not raw:
-        raise ValueError("pii_keys must be a non-empty JSON object {key_id: base64 key}")
-    ring: dict[str, bytes] = {}
-    for key_id, encoded in raw.items():
-        if not isinstance(encoded, str) or not key_id:
-            raise ValueError("pii_keys must map non-empty key ids to base64 strings")
-        key = _decode_key(f"pii_keys[{key_id}]", encoded)
-        if len(key) != 32:
-            raise ValueError(f"pii_keys[{key_id}] must decode to 32 bytes (AES-256)")
-        ring[key_id] = key
-    return ring
+    return parse_key_ring(value, "pii_keys")

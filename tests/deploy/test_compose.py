@@ -239,6 +239,9 @@ def test_k8s_runs_in_production_with_secrets_from_secrets(
     if service == "profile":
         for key in ("PII_KEYS", "PII_ACTIVE_KEY_ID", "BLIND_INDEX_KEY"):
             assert from_secrets[f"HUITOU_PROFILE_{key}"] == "huitou-profile-keys"
+    if service == "aftersales":
+        for key in ("TEXT_KEYS", "TEXT_ACTIVE_KEY_ID"):
+            assert from_secrets[f"HUITOU_AFTERSALES_{key}"] == "huitou-aftersales-keys"
 
 
 def test_k8s_deployments_have_probes_limits_and_run_as_non_root(

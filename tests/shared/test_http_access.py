@@ -128,6 +128,11 @@ async def test_production_serves_no_api_docs(service: str) -> None:
             "HUITOU_PROFILE_PII_ACTIVE_KEY_ID": "k1",
             "HUITOU_PROFILE_BLIND_INDEX_KEY": _random_key(),
         }
+    if service == "aftersales":
+        production |= {
+            "HUITOU_AFTERSALES_TEXT_KEYS": json.dumps({"k1": _random_key()}),
+            "HUITOU_AFTERSALES_TEXT_ACTIVE_KEY_ID": "k1",
+        }
     app = BUILDERS[service](**production)
     async with client_of(app) as client:
         for path in API_DOCS:

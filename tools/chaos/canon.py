@@ -132,9 +132,12 @@ RULES: dict[str, dict[str, Rule]] = {
             "escalations.at",
             "outbox_at",
             "outbox_bucket",
+            "text_sealed",
+            "forgotten_at",
             why="SLA breaches of past deadlines are found, and stamped, at the watcher's time; "
             "an outbox left pending by an outage is published by the sweep later (the topics "
-            "compare what was published)",
+            "compare what was published); the sealed original text differs by its random "
+            "nonce (the redacted text compares); an erasure is handled at the wall clock",
         ),
         "parked_events": _rule(
             "parked_at", "dead_at", why="wall-clock times; the id names the record's offset"
@@ -142,7 +145,8 @@ RULES: dict[str, dict[str, Rule]] = {
         "parked_settled": _skip("claims of parked events whose grace ran out"),
         "sales": _rule("note", why="the id of the tally note it went into"),
         "quality_alerts": _rule(),
-        "repairs": _rule(),
+        "repairs": _rule("forgotten_at", why="an erasure is handled at the wall clock"),
+        "erased_customers": _rule("erased_at", why="the wall-clock time the erasure was read"),
         "ticket_steps": _skip("claims of ticket steps, kept"),
         "alert_steps": _skip("claims of quality-alert steps, kept"),
         "sale_notes": _skip("tally notes under random ids; /stats compares"),
