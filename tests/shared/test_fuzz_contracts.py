@@ -64,3 +64,37 @@ def test_a_topic_outside_the_contract_is_a_contract_error(data: bytes, topic: st
     outcome = decoded_or_refused(topic, data)
     assert isinstance(outcome, ContractError)
     assert "not a topic of event contract v1" in str(outcome)
+
+
+# --- what fuzzing found -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("topic", "field"),
+    [
+        ("crm.complaints.v1", "complaint_id"),
+        ("crm.complaints.v1", "text"),
+        ("pos.purchases.v1", "store_id"),
+        ("crm.customers.v1", "fields"),
+    ],
+)
+def test_a_string_holding_nul_is_a_contract_error(topic: str, field: str) -> None:
+    # FerretDB's PostgreSQL refuses U+0000 in text ("unsupported Unicode escape sequence"):
+    # such an event made every consumer's handler fail until bisection dead-lettered it with
+    # a database error. Now decoding refuses it with a reason of its own.
+    document = dict(VALID[topic])
+    document[field] = {"note": "a\x00b"} if field == "fields" else "a\x00b"
+    outcome = decoded_or_refused(topic, encode(document))
+    assert isinstance(outcome, ContractError)
+    assert "NUL character" in str(outcome)
+
+
+def test_an_escaped_backslash_before_u0000_is_not_nul() -> None:
+    document = {**VALID["crm.complaints.v1"], "text": "path C:\\u0000 is text"}
+    complaint = decode("crm.complaints.v1", encode(document))
+    assert complaint.text == "path C:\\u0000 is text"  # type: ignore[attr-defined]
+
+
+def test_a_dead_letter_keeps_a_key_holding_nul() -> None:
+    letter = {**dead_letter_example(DLQ_TOPICS[0]), "key": "C1\x00"}
+    assert decode(DLQ_TOPICS[0].name, encode(letter)).key == "C1\x00"  # type: ignore[attr-defined]
