@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from typing import Any
 
 import structlog
 from fastapi import APIRouter, FastAPI, Response
@@ -30,6 +31,57 @@ log = structlog.get_logger("huitou.http")
 ReadinessCheck = Callable[[], Awaitable[object]]
 Hook = Callable[[], Awaitable[None]]
 
+_ERROR_BODY: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "detail": {
+            "anyOf": [
+                {"type": "string"},
+                {"type": "array", "items": {"type": "object"}},
+            ]
+        }
+    },
+    "required": ["detail"],
+}
+# What a service route may answer besides its result, the same for every route: a body that
+# is not JSON (400), the token (401, 503), the caller's role, stores or departments (403),
+# the thing asked for (404), its state (409), the body's size (413), a malformed request or
+# one breaking a rule (422: a message, or FastAPI's list of problems).
+SERVICE_ERRORS: dict[int, str] = {
+    400: "The request body is not valid JSON",
+    401: "No valid bearer token",
+    403: "The caller's role, stores or departments do not allow this",
+    404: "Not found, or not visible to the caller",
+    409: "The current state does not allow this",
+    413: "Request body larger than HUITOU_HTTP_MAX_BODY_BYTES",
+    422: "The request is malformed or breaks a rule",
+    503: "The identity provider's signing keys cannot be fetched; try again",
+}
+
+PLAIN_TEXT: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/plain": {"schema": {"type": "string"}}}}
+}
+CSV: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/csv": {"schema": {"type": "string"}}}}
+}
+NOT_READY: dict[int | str, dict[str, Any]] = {
+    503: {
+        "description": "The broker or the database is not reachable",
+        "content": {"application/json": {"schema": {"type": "object"}}},
+    }
+}
+
+
+def error_responses(statuses: Mapping[int, str]) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries of error answers: JSON ``{"detail": ...}`` whatever the route returns."""
+    return {
+        status: {
+            "description": description,
+            "content": {"application/json": {"schema": _ERROR_BODY}},
+        }
+        for status, description in statuses.items()
+    }
+
 
 def health_router(runtime: Runtime) -> APIRouter:
     """/health/live, /health/ready (broker and database reachable) and /metrics."""
@@ -43,7 +95,7 @@ def health_router(runtime: Runtime) -> APIRouter:
     async def live() -> dict[str, str]:
         return {"status": "alive", "service": runtime.service}
 
-    @router.get("/health/ready")
+    @router.get("/health/ready", responses=NOT_READY)
     async def ready() -> JSONResponse:
         results: dict[str, str] = {}
         for name, check in checks.items():
@@ -58,7 +110,7 @@ def health_router(runtime: Runtime) -> APIRouter:
             status_code=200 if ok else 503,
         )
 
-    @router.get("/metrics")
+    @router.get("/metrics", response_class=Response, responses=PLAIN_TEXT)
     async def metrics() -> Response:
         return Response(generate_latest(runtime.registry), media_type=CONTENT_TYPE_LATEST)
 
@@ -142,5 +194,5 @@ def create_service_app(
     )
     app.include_router(health_router(runtime))
     for router in routers:
-        app.include_router(router)
+        app.include_router(router, responses=error_responses(SERVICE_ERRORS))
     return app

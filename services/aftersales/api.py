@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 
 import structlog
 from fastapi import APIRouter, Depends, HTTPException
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.aftersales import figures, lifecycle
@@ -51,6 +51,7 @@ from shared.auth import (
 from shared.clock import Clock
 from shared.contracts import ComplaintCategory, Route
 from shared.crypto import FieldVault, UnreadableCiphertext
+from shared.http import CSV
 from shared.messaging import is_transient
 from shared.storage import Document
 
@@ -432,7 +433,7 @@ def aftersales_router(
         )
         return _public_repair(stored)
 
-    @router.get("/registers/{name}.csv")
+    @router.get("/registers/{name}.csv", response_class=Response, responses=CSV)
     async def register(
         name: Literal["complaints", "surveys", "repairs", "quality-revisits"], principal: caller
     ) -> StreamingResponse:

@@ -87,7 +87,12 @@ def evaluate(case: WarrantyCase, terms: WarrantyTerms) -> WarrantyDecision:
         notes.append(f"material {material!r} has no own terms: treated as {terms.default_material}")
         material = terms.default_material
     months = terms.warranty_months[material]
-    ends = add_months(case.purchase_date, months)
+    try:
+        ends = add_months(case.purchase_date, months)
+    except ValueError:  # past 31 December 9999: no real sale
+        raise WarrantyError(
+            f"purchase_date: a {months}-month warranty would end after the calendar's last day"
+        ) from None
     within = case.evaluated_on <= ends
     notes.append(f"{material} warranty {months} months, until {ends.isoformat()}")
 

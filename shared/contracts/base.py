@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import ClassVar, Self
+from typing import Any, ClassVar, Self
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic_core import PydanticCustomError
 
 from shared.contracts.values import Id, Timestamp
 
@@ -30,12 +31,38 @@ class ContractError(ValueError):
         )
 
 
+def _holds_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_holds_nul(item) for item in value)
+    return False
+
+
 class ContractModel(BaseModel):
-    """A part of an event: strict types, unknown fields ignored, immutable."""
+    """A part of an event: strict types, unknown fields ignored, immutable, no NUL in text."""
 
     # Error messages never echo input values: they end up in logs and dead letters,
     # and inputs carry personal data.
     model_config = ConfigDict(extra="ignore", strict=True, frozen=True, hide_input_in_errors=True)
+
+    KEEPS_NUL: ClassVar[bool] = False
+    """Whether strings may hold U+0000 (dead letters keep a bad record's key and error)."""
+
+    @model_validator(mode="after")
+    def _no_nul(self) -> Self:
+        # No id or text of the contract holds U+0000, and PostgreSQL (FerretDB's storage)
+        # cannot store it: refused here, not by a handler's database write.
+        if self.KEEPS_NUL:
+            return self
+        for name in type(self).model_fields:
+            if _holds_nul(getattr(self, name)):
+                raise PydanticCustomError(
+                    "string_nul", "{field} holds the NUL character (U+0000)", {"field": name}
+                )
+        return self
 
 
 class Event(ContractModel):

@@ -35,6 +35,8 @@ class DeadLetter(Event):
     for the input topic's retention, and the digest tells it is the same record.
     """
 
+    KEEPS_NUL = True
+
     service: str
     source_topic: Id
     partition: int = Field(ge=0)

@@ -158,6 +158,11 @@ class BatchProcessor:
         self._dlq = dlq_topic(service)
         self._stopping = asyncio.Event()
 
+    @property
+    def handler(self) -> BatchHandler:
+        """The service's batch handler (tests drive it through a processor of their own)."""
+        return self._handle
+
     def stop(self) -> None:
         """Retry nothing from now on: a batch waiting on a transient failure gives up at once.
 

@@ -143,3 +143,16 @@ def test_terms_are_configurable_per_trade() -> None:
     )
     result = evaluate(case_on(100, material=None), building)
     assert (result.decision, result.fee_percent) == ("paid_exchange", 15)
+
+
+def test_a_warranty_ending_past_the_last_calendar_day_is_a_warranty_error() -> None:
+    # POST /warranty/evaluate takes any ISO date: a sale in December 9999 made it answer
+    # 500 (year 10000 is out of range) instead of refusing the case with a 422.
+    late = WarrantyCase(
+        purchase_date=date(9999, 12, 1),
+        evaluated_on=date(9999, 12, 31),
+        reason="quality_defect",
+        material="leather",
+    )
+    with pytest.raises(WarrantyError, match="purchase_date"):
+        evaluate(late, APPAREL)
