@@ -73,12 +73,14 @@ class Processor(Protocol):
 class Parked:
     """A delivery waiting for a prerequisite (``waiting_for``, a key the service defines).
 
-    ``reason`` is the error its dead letter carries if it waits out the grace period.
+    ``reason`` is the error its dead letter carries if it waits out the grace period;
+    ``owner`` names whose personal data its bytes carry, for ``ParkingLot.rewrite``.
     """
 
     delivery: Delivery
     waiting_for: str
     reason: str
+    owner: str | None = None
 
 
 def position_id(delivery: Delivery) -> str:
@@ -98,6 +100,7 @@ def parked_document(parked: Parked, now: datetime, grace: timedelta) -> Document
         "offset": d.offset,
         "key": d.key,
         "value": d.value,
+        "owner": parked.owner,
         "parked_at": now,
         "dead_at": now + grace,
     }
@@ -181,6 +184,24 @@ class ParkingLot:
                 offset=p.delivery.offset,
                 waiting_for=p.waiting_for,
             )
+
+    async def rewrite(self, owners: Sequence[str], change: Callable[[bytes], bytes]) -> int:
+        """Replace the kept bytes of these owners' parked events (an erasure); how many.
+
+        ``change`` must give the same bytes when applied again (a redelivered erasure). The
+        lot holds only events still within their grace period, so a lookup by owner reads
+        little even without an index.
+        """
+        changed = 0
+        for owner in owners:
+            async for doc in self._storage[PARKED].find({"owner": owner}):
+                value = change(bytes(doc["value"]))
+                if value != bytes(doc["value"]):
+                    await self._storage[PARKED].update_one(
+                        {"_id": doc["_id"]}, {"$set": {"value": value}}
+                    )
+                    changed += 1
+        return changed
 
     async def count(self) -> int:
         """How many events are parked."""

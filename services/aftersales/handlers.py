@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 import structlog
@@ -13,7 +14,13 @@ import structlog
 from services.aftersales.lifecycle import open_ticket, outbox_message
 from services.aftersales.outbox import OutboxRelay
 from services.aftersales.policy import AftersalesPolicy
-from services.aftersales.privacy import SEALED_TEXT, TEXT_FIELD, is_forgotten, shown_text
+from services.aftersales.privacy import (
+    SEALED_TEXT,
+    TEXT_FIELD,
+    forget_complaint,
+    is_forgotten,
+    shown_text,
+)
 from services.aftersales.rules import (
     EarlierComplaint,
     classify,
@@ -148,6 +155,8 @@ def on_batch(
             )
         if erased:
             await forget_customers(store, relay, sorted(erased), now)
+            if parking is not None:
+                await parking.rewrite(sorted(erased), forget_complaint)
         return rejections
 
     return handle
@@ -165,7 +174,9 @@ async def _take_complaints(
 ) -> None:
     """Open (or park) the tickets of these complaints, raise quality alerts, publish."""
     may_wait = parking is not None and parking.may_park()
-    tickets, waiting = await _open_tickets(store, policy, complaints, now, may_wait=may_wait)
+    tickets, waiting, erased = await _open_tickets(
+        store, policy, complaints, now, may_wait=may_wait
+    )
     if vault is not None:
         originals = {c.complaint_id: c.text for c in complaints}
         for ticket in tickets:
@@ -176,9 +187,16 @@ async def _take_complaints(
     if parking is not None and waiting:
         # Its sale may be on its way on another topic: the ticket opens with it, or
         # without it once the grace period is over (a complaint never waits longer).
+        # Kept with its owner so an erasure can forget its text; forgotten already when
+        # the customer was erased before it came.
         await parking.park(
             [
-                Parked(delivered[c.complaint_id], order_waited_for(c.order_id or ""), WAITS)
+                Parked(
+                    _as_parked(delivered[c.complaint_id], c.customer_id in erased),
+                    order_waited_for(c.order_id or ""),
+                    WAITS,
+                    owner=c.customer_id,
+                )
                 for c in waiting
             ]
         )
@@ -265,8 +283,8 @@ async def _open_tickets(
     now: datetime,
     *,
     may_wait: bool,
-) -> tuple[list[Document], list[Complaint]]:
-    """The tickets of these complaints, and the complaints that wait for their sale."""
+) -> tuple[list[Document], list[Complaint], set[str]]:
+    """The tickets of these complaints, those that wait for their sale, the erased customers."""
     rules = policy.classification
     since = min(c.occurred_at for c in complaints) - timedelta(days=rules.repeat_window_days)
     customers = sorted({c.customer_id for c in complaints if c.customer_id})
@@ -305,7 +323,11 @@ async def _open_tickets(
             )
         )
         tickets.append(ticket)
-    return tickets, waiting
+    return tickets, waiting, erased
+
+
+def _as_parked(delivery: Delivery, erased: bool) -> Delivery:
+    return replace(delivery, value=forget_complaint(delivery.value)) if erased else delivery
 
 
 def _from_the_order(

@@ -256,3 +256,63 @@ async def test_an_erasure_forgets_the_customers_texts_once_and_later_complaints_
         )
         assert answer.status_code == 200, answer.text
         assert answer.json()["resolutions"][-1]["outcome"] == ERASED
+
+
+@pytest.mark.integration
+async def test_an_erasure_reaches_complaints_parked_for_their_sale(
+    infra: dict[str, str], prefix: str, database_name: str, mongo: AsyncMongoClient[Document]
+) -> None:
+    await create_aftersales_topics(infra, prefix)
+    clock = FixedClock(NOW)
+    db = mongo[database_name]
+    settings = {
+        "HUITOU_AFTERSALES_PARKING_EVERY_SECONDS": 0.2,
+        "HUITOU_AFTERSALES_PARKING_GRACE_SECONDS": 30,
+    }
+    async with running(infra, prefix, database_name, clock=clock, **settings) as _:
+        await publish(
+            infra["kafka"],
+            prefix,
+            [
+                (CRM_COMPLAINTS, complaint("CMP-W", TEXT, order_id="NOT-YET"), None),
+                (
+                    CRM_COMPLAINTS,
+                    complaint(
+                        "CMP-K", f"拉链坏了 {PHONE}", customer_id="C-OTHER", order_id="NOT-YET"
+                    ),
+                    None,
+                ),
+            ],
+        )
+        await caught_up(infra, prefix)
+        parked = await db["parked_events"].find().to_list()
+        assert len(parked) == 2 and personal_data_in(parked, PII) != []
+
+        await publish(
+            infra["kafka"], prefix, [(PROFILE_CUSTOMER_CHANGED, _erased("C0001234"), None)]
+        )
+        await caught_up(infra, prefix)
+        # Read after the erasure, a complaint waiting for its sale is parked forgotten.
+        await publish(
+            infra["kafka"],
+            prefix,
+            [(CRM_COMPLAINTS, complaint("CMP-X", f"{NAME} {EMAIL}", order_id="NOT-YET"), None)],
+        )
+        await caught_up(infra, prefix)
+        parked = await db["parked_events"].find().to_list()
+        assert len(parked) == 3
+        kept = {json.loads(p["value"])["complaint_id"]: json.loads(p["value"]) for p in parked}
+        assert kept["CMP-W"]["text"] == ERASED and kept["CMP-X"]["text"] == ERASED
+        assert kept["CMP-K"]["text"] == f"拉链坏了 {PHONE}"  # another customer's stays
+
+        clock.advance(timedelta(seconds=31))
+        for ticket_id in ("TK-CMP-W", "TK-CMP-X", "TK-CMP-K"):
+            await eventually(
+                lambda t=ticket_id: db["tickets"].find_one({"_id": t}), lambda t: t is not None
+            )
+        for ticket_id in ("TK-CMP-W", "TK-CMP-X"):
+            opened = await db["tickets"].find_one({"_id": ticket_id})
+            assert opened is not None and opened["text"] == ERASED and SEALED_TEXT not in opened
+        for name, owner in (("tickets", "customer_id"), ("parked_events", "owner")):
+            found = await db[name].find({owner: {"$ne": "C-OTHER"}}).to_list()
+            assert personal_data_in(found, PII) == [], name
