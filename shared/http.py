@@ -15,13 +15,18 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Self
+from urllib.parse import unquote_to_bytes
 
 import structlog
 from fastapi import APIRouter, FastAPI, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic_core import PydanticCustomError
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from shared.contracts.base import holds_nul
 from shared.jobs import JobMetrics, JobRunner, PeriodicJob
 from shared.runtime import Runtime
 from shared.storage import IndexSpec, ensure_indexes, ping
@@ -70,6 +75,46 @@ NOT_READY: dict[int | str, dict[str, Any]] = {
         "content": {"application/json": {"schema": {"type": "object"}}},
     }
 }
+
+
+class RequestBody(BaseModel):
+    """The base of every route's JSON body: no unknown fields, no NUL character in text.
+
+    U+0000 is refused with a 422 here, as in events, instead of failing the database
+    write (PostgreSQL cannot store it).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="after")
+    def _no_nul(self) -> Self:
+        for name in type(self).model_fields:
+            if holds_nul(getattr(self, name)):
+                raise PydanticCustomError(
+                    "string_nul", "{field} holds the NUL character (U+0000)", {"field": name}
+                )
+        return self
+
+
+class NoNulInAddress:
+    """Answers 422 to a request whose path or query holds U+0000 (percent-encoded)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and _address_holds_nul(scope):
+            response = JSONResponse(
+                {"detail": "the path or query holds the NUL character (U+0000)"}, 422
+            )
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+def _address_holds_nul(scope: Scope) -> bool:
+    query = unquote_to_bytes(bytes(scope.get("query_string", b"")).replace(b"+", b" "))
+    return "\x00" in str(scope.get("path", "")) or b"\x00" in query
 
 
 def error_responses(statuses: Mapping[int, str]) -> dict[int | str, dict[str, Any]]:
@@ -192,6 +237,7 @@ def create_service_app(
         redoc_url="/redoc" if development else None,
         openapi_url="/openapi.json" if development else None,
     )
+    app.add_middleware(NoNulInAddress)
     app.include_router(health_router(runtime))
     for router in routers:
         app.include_router(router, responses=error_responses(SERVICE_ERRORS))

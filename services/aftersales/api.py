@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 import structlog
 from fastapi import APIRouter, Depends, HTTPException
 from fastapi.responses import Response, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from services.aftersales import figures, lifecycle
 from services.aftersales.lifecycle import (
@@ -51,7 +51,7 @@ from shared.auth import (
 from shared.clock import Clock
 from shared.contracts import ComplaintCategory, Route
 from shared.crypto import FieldVault, UnreadableCiphertext
-from shared.http import CSV
+from shared.http import CSV, RequestBody
 from shared.messaging import is_transient
 from shared.storage import Document
 
@@ -60,8 +60,8 @@ log = structlog.get_logger("huitou.aftersales.api")
 ROUTES: tuple[Route, ...] = ("quality", "warehouse", "sales", "triage")
 
 
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class _Body(RequestBody):
+    """A request body of aftersales."""
 
 
 class AssignBody(_Body):

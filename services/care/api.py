@@ -11,7 +11,7 @@ from datetime import date, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from services.care.counters import StatsCounter, Tally
 from services.care.moments import follow_up
@@ -27,16 +27,15 @@ from shared.auth import (
     require_role,
 )
 from shared.clock import Clock
+from shared.http import RequestBody
 from shared.storage import Document
 
 Outcome = Literal["reached", "no_answer", "declined", "follow_up_needed"]
 PERIOD = r"^\d{4}(-(0[1-9]|1[0-2]))?$"
 
 
-class OutcomeRecord(BaseModel):
+class OutcomeRecord(RequestBody):
     """What came of a call or visit; an open question needs a follow-up date."""
-
-    model_config = ConfigDict(extra="forbid")
 
     outcome: Outcome
     note: str | None = Field(None, max_length=1000)

@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from services.loyalty.account import LedgerEntry, LoyaltyAccount
 from services.loyalty.accounts import Accounts
@@ -18,15 +18,14 @@ from services.loyalty.store import LoyaltyStore
 from services.loyalty.tiers import progress_to_next
 from shared.auth import STATS_READERS, Principal, require_role
 from shared.clock import Clock
+from shared.http import RequestBody
 from shared.parking import ParkingLot
 
 PrincipalDependency = Callable[..., Awaitable[Principal]]
 
 
-class RedemptionRequest(BaseModel):
+class RedemptionRequest(RequestBody):
     """Redeem a catalogue reward (``quantity`` units; for points as cash, currency units)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     reward_id: str = Field(min_length=1)
     quantity: int = Field(1, ge=1, le=10_000)

@@ -5,7 +5,7 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from services.profile.access import may_see_customer, personal_view, public_facts
 from services.profile.cleaning import InvalidProfileData, clean_fields, normalise_phone
@@ -21,14 +21,14 @@ from services.profile.store import AuditEntry
 from services.profile.views import ProfileViews
 from shared.auth import STATS_READERS, Principal, require_role
 from shared.contracts import Channel
+from shared.http import RequestBody
 
 Reason = Annotated[str | None, Query(min_length=3, max_length=300)]
 
 
-class Registration(BaseModel):
+class Registration(RequestBody):
     """A registration at the till or online: name and phone are enough."""
 
-    model_config = ConfigDict(extra="forbid")
     customer_id: str = Field(min_length=1)
     store_id: str | None = None
     staff_id: str | None = None
@@ -36,26 +36,23 @@ class Registration(BaseModel):
     consent: dict[Channel, bool] | None = None
 
 
-class ProfileUpdate(BaseModel):
+class ProfileUpdate(RequestBody):
     """Changed fields only; null removes a field."""
 
-    model_config = ConfigDict(extra="forbid")
     fields: dict[str, Any]
 
 
-class ConsentChange(BaseModel):
+class ConsentChange(RequestBody):
     """Consent per channel for one purpose; withdrawal takes effect at once."""
 
-    model_config = ConfigDict(extra="forbid")
     purpose: str | None = None
     channels: dict[Channel, bool]
     source: str = Field("http", min_length=1, max_length=100)
 
 
-class ReasonGiven(BaseModel):
+class ReasonGiven(RequestBody):
     """Why an irreversible action is taken (kept in the audit log)."""
 
-    model_config = ConfigDict(extra="forbid")
     reason: str = Field(min_length=3, max_length=300)
 
 

@@ -31,13 +31,19 @@ class ContractError(ValueError):
         )
 
 
-def _holds_nul(value: Any) -> bool:
+def holds_nul(value: Any) -> bool:
+    """True when a string in this value (keys, items and model fields included) holds U+0000.
+
+    PostgreSQL, FerretDB's storage, cannot store it in a document.
+    """
     if isinstance(value, str):
         return "\x00" in value
+    if isinstance(value, BaseModel):
+        return any(holds_nul(getattr(value, name)) for name in type(value).model_fields)
     if isinstance(value, dict):
-        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
-    if isinstance(value, list | tuple):
-        return any(_holds_nul(item) for item in value)
+        return any(holds_nul(k) or holds_nul(v) for k, v in value.items())
+    if isinstance(value, list | tuple | set | frozenset):
+        return any(holds_nul(item) for item in value)
     return False
 
 
@@ -58,7 +64,7 @@ class ContractModel(BaseModel):
         if self.KEEPS_NUL:
             return self
         for name in type(self).model_fields:
-            if _holds_nul(getattr(self, name)):
+            if holds_nul(getattr(self, name)):
                 raise PydanticCustomError(
                     "string_nul", "{field} holds the NUL character (U+0000)", {"field": name}
                 )

@@ -19,6 +19,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
+from pydantic import Field, ValidationError
 
 from services.aftersales.app import build_app as build_aftersales
 from services.aftersales.settings import AftersalesSettings
@@ -29,6 +30,7 @@ from services.loyalty.settings import LoyaltySettings
 from services.profile.app import build_app as build_profile
 from services.profile.settings import ProfileSettings
 from shared.auth import Role, issue_token
+from shared.http import RequestBody
 from shared.runtime import Runtime
 
 pytestmark = pytest.mark.unit
@@ -181,3 +183,53 @@ async def test_metrics_carry_operational_counters_only(service: str) -> None:
     assert {f.name.removesuffix("_created") for f in families} <= OPERATIONAL_METRICS
     labels = {name for f in families for sample in f.samples for name in sample.labels}
     assert labels <= OPERATIONAL_LABELS
+
+
+@pytest.mark.parametrize("service", sorted(BUILDERS))
+def test_every_route_body_is_a_request_body(service: str) -> None:
+    paths: dict[str, dict[str, Any]] = BUILDERS[service]().openapi()["paths"]
+    bodies = {
+        operation["requestBody"]["content"]["application/json"]["schema"]["$ref"].split("/")[-1]
+        for operations in paths.values()
+        for operation in operations.values()
+        if "requestBody" in operation
+    }
+    assert bodies, service
+    assert bodies <= {model.__name__ for model in _subclasses(RequestBody)}, service
+
+
+def _subclasses(model: type) -> set[type]:
+    found = set(model.__subclasses__())
+    return found.union(*(_subclasses(sub) for sub in found))
+
+
+def test_a_body_holding_nul_anywhere_is_refused() -> None:
+    class Inner(RequestBody):
+        names: list[str]
+
+    class Outer(RequestBody):
+        text: str
+        inner: Inner | None = None
+        labels: dict[str, str] = Field(default_factory=dict)
+
+    Outer(text="ok", inner=Inner(names=["a"]), labels={"k": "v"})
+    for bad in (
+        {"text": "a\x00b"},
+        {"text": "ok", "inner": {"names": ["a", "\x00"]}},
+        {"text": "ok", "labels": {"k\x00": "v"}},
+    ):
+        with pytest.raises(ValidationError, match="U\\+0000"):
+            Outer.model_validate(bad)
+
+
+async def test_nul_in_a_body_path_or_query_is_a_422_not_a_database_error() -> None:
+    app = BUILDERS["profile"]()
+    merge = {"duplicate_id": "C1", "into_id": "C2", "reason": "dup\x00licate"}
+    async with client_of(app) as client:
+        answer = await client.post("/merges", json=merge, headers=bearer("head_office"))
+        assert answer.status_code == 422, answer.text
+        assert "U+0000" in answer.text
+        for address in ("/customers/C1%00", "/customers?store_id=SH%0001", "/stats?x=%00"):
+            answer = await client.get(address, headers=bearer("head_office"))
+            assert answer.status_code == 422, (address, answer.text)
+        assert (await client.get("/customers/C1%2500")).status_code != 422  # a literal "%00"
