@@ -25,6 +25,7 @@ from services.profile.leases import Leases
 from services.profile.policy import ProfilePolicy
 from services.profile.records import Change, CustomerRecords
 from services.profile.rotation import RotationCursor, RotationMetrics, RotationPass
+from services.profile.settings import ProfileSettings
 from services.profile.store import AUDIT, CUSTOMERS, INDEXES, ProfileStore
 from services.profile.tallies import Tallies
 from shared.clock import FixedClock
@@ -34,6 +35,7 @@ from shared.messaging import EventPublisher, make_broker
 from shared.storage import Document, Storage, ensure_indexes, mongo_client, unpack
 from shared.versions import VersionedWrite
 from tests.profile.conftest import NOW
+from tools.pii_rotation import restart_rotation, rotation_status
 from tools.topics import create_topics
 
 pytestmark = pytest.mark.integration
@@ -323,3 +325,24 @@ async def test_a_new_active_key_starts_a_new_rotation(setup: Setup) -> None:
     state = await rotation.load()
     assert isinstance(state, RotationPass) and state.key_id == "C" and state.done
     assert key_ids(await stored(setup.storage)) == {"C"}
+
+
+async def test_the_tool_shows_the_walk_and_restarts_it(
+    setup: Setup, infra: dict[str, str], database_name: str
+) -> None:
+    settings = ProfileSettings(mongo_uri=infra["mongo"], HUITOU_PROFILE_DATABASE=database_name)
+    assert await rotation_status(settings) is None
+    rotation, leases = RotationCursor(setup.storage), Leases(setup.storage)
+    records = setup.records(rotated())
+    await run_until_done(records, leases, rotation)
+    status = await rotation_status(settings)
+    assert status is not None
+    assert (status["key_id"], status["done"], status["pending"]) == ("B", True, 0)
+
+    await restart_rotation(settings)
+
+    assert await rotation_status(settings) is None
+    rerun = await reencrypt_pii(records, leases, "i1", rotation)
+    assert rerun.due == 0  # everything is on B already: a walk that rewrites nothing
+    again = await rotation.load()
+    assert again is not None and again.done and again.passes == 1
