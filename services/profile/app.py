@@ -11,10 +11,11 @@ from fastapi import FastAPI
 from services.profile.api import profile_router
 from services.profile.crypto import PiiVault
 from services.profile.handlers import SUBSCRIBED_TOPICS, on_batch
-from services.profile.jobs import classify_due, publish_leftovers
+from services.profile.jobs import classify_due, publish_leftovers, reencrypt_pii
 from services.profile.leases import Leases
 from services.profile.policy import ProfilePolicy, load_policy
 from services.profile.records import CustomerRecords
+from services.profile.rotation import RotationCursor, RotationMetrics
 from services.profile.settings import ProfileSettings, key_ring
 from services.profile.store import AUDIT, INDEXES, ProfileStore
 from services.profile.tallies import Tallies
@@ -67,6 +68,8 @@ def build_app(
         store, tallies, runtime.publisher, vault_from(settings), policy, clock
     )
     leases = Leases(storage)
+    rotation = RotationCursor(storage)
+    rotation_metrics = RotationMetrics(SERVICE, runtime.registry)
     consume(runtime, SUBSCRIBED_TOPICS, on_batch(records))
     holder = instance_id or f"profile-{uuid.uuid4().hex[:12]}"
 
@@ -87,6 +90,16 @@ def build_app(
     async def classify() -> JobRun:
         return await classify_due(records, leases, holder)
 
+    async def reencrypt() -> JobRun:
+        return await reencrypt_pii(
+            records,
+            leases,
+            holder,
+            rotation,
+            rotation_metrics,
+            max_pages=settings.pii_rotation_pages_per_run,
+        )
+
     async def prune_claims() -> JobRun:
         return await store.versions.prune(clock.now())
 
@@ -106,9 +119,11 @@ def build_app(
             PeriodicJob("publish_leftovers", settings.recompute_check_seconds, leftovers),
             PeriodicJob("classify_due", settings.recompute_check_seconds, classify),
             PeriodicJob("prune_version_claims", 600.0, prune_claims),
+            PeriodicJob("reencrypt_pii", settings.pii_rotation_check_seconds, reencrypt),
         ],
     )
     app.state.runtime = runtime
     app.state.records = records
     app.state.leases = leases
+    app.state.rotation = rotation
     return app

@@ -46,6 +46,14 @@ class ProfileSettings(AuthSettings):
         60, gt=0, validation_alias="HUITOU_PROFILE_RECOMPUTE_CHECK_SECONDS"
     )
     """How often each instance runs the jobs (classes kept current, leftover publishing)."""
+    pii_rotation_check_seconds: float = Field(
+        60, gt=0, validation_alias="HUITOU_PROFILE_PII_ROTATION_CHECK_SECONDS"
+    )
+    """How often each instance runs the re-encryption job (idle but for one read when done)."""
+    pii_rotation_pages_per_run: int = Field(
+        50, ge=1, validation_alias="HUITOU_PROFILE_PII_ROTATION_PAGES_PER_RUN"
+    )
+    """Pages of 200 records one run of the re-encryption job walks at most."""
 
     @field_validator("pii_keys")
     @classmethod

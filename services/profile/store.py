@@ -2,7 +2,8 @@
 
 Every read the hot path makes is an equality on an indexed top-level field, through the
 kernel's ``Storage`` (one ``$in`` on MongoDB, concurrent equality lookups on FerretDB);
-nothing here reads a whole collection (see docs/profile.md, "Costs").
+nothing here reads a whole collection but the key-rotation walk, once per rotation (see
+docs/profile.md, "Costs").
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from pymongo import DeleteOne
+from pymongo import ASCENDING, DeleteOne
+from pymongo.asynchronous.cursor import AsyncCursor
 
 from services.profile.classification import ValueThresholds
 from services.profile.customer import Customer
@@ -290,6 +292,21 @@ class ProfileStore:
             {w.doc_id: as_bytes(w.document) for w in writes if w.doc_id not in lost}, begun
         )
         return lost
+
+    async def rewrite(self, writes: Sequence[VersionedWrite], now: datetime) -> set[str]:
+        """Write stored forms built elsewhere (re-encryption), version-checked; returns losers."""
+        if self.cache is not None:
+            self.cache.forget(w.doc_id for w in writes)
+        return await self.versions.write(writes, now)
+
+    def in_id_order(self, after: str | None, page: int) -> AsyncCursor[Document]:
+        """Every record after this id, by id, fetched a page at a time.
+
+        The one read of the whole collection, made once per key rotation (``rotation.py``):
+        the key id of a ciphertext is packed, so no query can find the records on a key.
+        """
+        query = {"_id": {"$gt": after}} if after is not None else {}
+        return self.customers.find(query).sort("_id", ASCENDING).batch_size(page)
 
     async def by_phone_index(self, phone_index: str) -> list[Customer]:
         """Active records with this phone's blind index."""

@@ -54,8 +54,15 @@ OPERATIONAL_METRICS = {
     "huitou_job_last_run_documents_written",
     "huitou_job_last_run_items_due",
     "huitou_job_last_run_seconds",
+    "huitou_pii_rotation_records_scanned",
+    "huitou_pii_rotation_records_reencrypted",
+    "huitou_pii_rotation_rewrites_lost",
+    "huitou_pii_rotation_progress_ratio",
+    "huitou_pii_rotation_done",
+    "huitou_pii_rotation_fields_unreadable",
 }
-OPERATIONAL_LABELS = {"service", "topic", "partition", "job", "le"}
+# A key id is configuration (which key the re-encryption works for), never the key itself.
+OPERATIONAL_LABELS = {"service", "topic", "partition", "job", "le", "key_id"}
 
 
 def _settings(**extra: Any) -> dict[str, Any]:
