@@ -13,7 +13,12 @@ from services.profile.stats import Stats
 
 
 async def erase_customer(records: CustomerRecords, customer_id: str) -> Customer:
-    """Destroy a customer's personal data and history, keep a tombstone, publish "erased"."""
+    """Destroy a customer's personal data and history, keep a tombstone, publish "erased".
+
+    Records merged into this one were the same person, and other services keep data under
+    their ids: each is erased too (and says so), before this one, so that repeating the
+    erasure after a crash still finds them in ``merged_from``.
+    """
     now = records.clock.now()
 
     def mutate(customer: Customer) -> bool:
@@ -23,6 +28,11 @@ async def erase_customer(records: CustomerRecords, customer_id: str) -> Customer
         announce(customer, "erased", now, erased=True)
         return True
 
+    current = await records.store.load_one(customer_id)
+    if current is not None and current.merged_from:
+        await records.apply(
+            [Change(merged, mutate) for merged in current.merged_from], follow_merges=False
+        )
     written = await records.apply([Change(customer_id, mutate)], follow_merges=False)
     if customer_id in written:
         return written[customer_id]

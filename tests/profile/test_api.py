@@ -208,6 +208,20 @@ async def test_duplicates_are_found_by_phone_and_merged_by_command(
     assert survivor_again is not None
     assert unpack(survivor_again)["stats"] == survivor["stats"]
 
+    # Erasing the survivor erases the record merged into it: services keep data under C1.
+    erased = await profile.client.post(
+        "/customers/C2/erase", json={"reason": "erasure request"}, headers=head_office
+    )
+    assert erased.status_code == 200 and erased.json()["status"] == "erased"
+    for cid in ("C1", "C2"):
+        tombstone = await customers.find_one({"_id": cid})
+        assert tombstone is not None and unpack(tombstone)["status"] == "erased", cid
+    values = await read_topic(
+        profile.kafka, profile.prefix + "profile.customer-changed.v1", expected=9
+    )
+    erasures = [e for e in (CustomerChanged.from_bytes(v) for v in values) if e.erased]
+    assert sorted(e.customer_id for e in erasures) == ["C1", "C2"]
+
 
 async def test_registration_consent_segments_counts_and_quarterly_review(
     profile: ProfileService,
