@@ -134,3 +134,36 @@ async def test_every_answer_is_a_documented_one_and_never_a_server_error(
         response = await clients[service].request(**request_of(case, service, headers))
         event(f"{caller} {response.status_code}")
         case.validate_response(response, checks=CHECKS, headers=headers)
+
+
+INJECTIONS = [
+    '{"$ne": null}',
+    '{"$gt": ""}',
+    "$where",
+    "this.store_id != ''",
+    "'; DROP TABLE customers; --",
+    "../../etc/passwd",
+    ".*",
+    "SH002",
+]
+
+
+@pytest.mark.parametrize(
+    ("service", "label"),
+    sorted(key for key, op in OPERATIONS.items() if op.method.upper() == "GET" and op.query),
+)
+async def test_operator_looking_query_values_are_plain_values(
+    clients: dict[str, httpx.AsyncClient], service: str, label: str
+) -> None:
+    operation = OPERATIONS[(service, label)]
+    path = operation.path
+    for parameter in operation.path_parameters:
+        path = path.replace("{" + parameter.name + "}", "C0000001")
+    headers = CALLERS["store_staff"]
+    for parameter in operation.query:
+        for value in INJECTIONS:
+            for params in ({parameter.name: value}, {f"{parameter.name}[$ne]": value}):
+                response = await clients[service].get(path, params=params, headers=headers)
+                assert response.status_code < 500, (label, params, response.text)
+                if response.status_code == 200 and parameter.name == "store_id":
+                    assert "SH002" not in response.text, (label, params)
