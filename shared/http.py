@@ -23,10 +23,9 @@ from fastapi import APIRouter, FastAPI, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, model_validator
-from pydantic_core import PydanticCustomError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from shared.contracts.base import holds_nul
+from shared.contracts.base import refuse_nul
 from shared.jobs import JobMetrics, JobRunner, PeriodicJob
 from shared.runtime import Runtime
 from shared.storage import IndexSpec, ensure_indexes, ping
@@ -88,11 +87,7 @@ class RequestBody(BaseModel):
 
     @model_validator(mode="after")
     def _no_nul(self) -> Self:
-        for name in type(self).model_fields:
-            if holds_nul(getattr(self, name)):
-                raise PydanticCustomError(
-                    "string_nul", "{field} holds the NUL character (U+0000)", {"field": name}
-                )
+        refuse_nul(self)
         return self
 
 

@@ -172,8 +172,9 @@ class ProfilePolicy(_Rules):
     sizes: tuple[str, ...] = ("XXS", "XS", "S", "M", "L", "XL", "XXL", "XXXL")
     """Size codes recognised as the last dash-separated part of a SKU."""
     visibility: dict[Role, dict[PiiField, Visibility]] = Field(default_factory=_default_visibility)
-    recompute_lease_seconds: int = Field(600, ge=10)
-    """How long the classification job's lease lasts without renewal."""
+    recompute_lease_seconds: int = Field(60, ge=10)
+    """How long the classification job's lease lasts without renewal (renewed per page of
+    records, so an instance that dies holding it blocks the job only this long)."""
 
     @field_validator("time_zone")
     @classmethod

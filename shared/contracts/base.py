@@ -47,6 +47,15 @@ def holds_nul(value: Any) -> bool:
     return False
 
 
+def refuse_nul(model: BaseModel) -> None:
+    """Raise a validation error naming the first field of ``model`` that holds U+0000."""
+    for name in type(model).model_fields:
+        if holds_nul(getattr(model, name)):
+            raise PydanticCustomError(
+                "string_nul", "{field} holds the NUL character (U+0000)", {"field": name}
+            )
+
+
 class ContractModel(BaseModel):
     """A part of an event: strict types, unknown fields ignored, immutable, no NUL in text."""
 
@@ -61,13 +70,8 @@ class ContractModel(BaseModel):
     def _no_nul(self) -> Self:
         # No id or text of the contract holds U+0000, and PostgreSQL (FerretDB's storage)
         # cannot store it: refused here, not by a handler's database write.
-        if self.KEEPS_NUL:
-            return self
-        for name in type(self).model_fields:
-            if holds_nul(getattr(self, name)):
-                raise PydanticCustomError(
-                    "string_nul", "{field} holds the NUL character (U+0000)", {"field": name}
-                )
+        if not self.KEEPS_NUL:
+            refuse_nul(self)
         return self
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -67,9 +68,35 @@ async def backlog(mongo_uri: str, services: Sequence[str] = SERVICES) -> dict[st
                 rule, _ = rule_for(service, name)
                 if rule.backlog:
                     counts[f"{service}.{name}"] = await database[name].count_documents({})
+            counts.update(await held_work(service, database, datetime.now(UTC)))
         return counts
     finally:
         await client.close()
+
+
+async def held_work(service: str, database: Any, now: datetime) -> dict[str, int]:
+    """Work a job has taken or not yet done: leases and claims still running, classes behind.
+
+    An instance killed while it holds a job's lease or an outreach claim leaves that work
+    until the lease runs out; a run that settled before then would read the state of a
+    job's timing, not of the events.
+    """
+    held: dict[str, int] = {}
+    if service == "profile":
+        held["profile.leases_held"] = await database["leases"].count_documents(
+            {"until": {"$gt": now}}
+        )
+        classified = await database["figures"].find_one({"_id": "classified_with"})
+        latest = [d async for d in database["tally_deltas"].find({}, {"at": 1})]
+        last_write = max((d["at"] for d in latest), default=None)
+        behind = last_write is not None and (
+            classified is None or classified["computed_at"] <= last_write
+        )
+        held["profile.classes_behind_writes"] = int(behind)
+    elif service == "care":
+        outreach = [unpack(d) async for d in database["outreach"].find({})]
+        held["care.outreach_claimed"] = sum(1 for d in outreach if d.get("status") == "claimed")
+    return held
 
 
 async def dump_state(
