@@ -483,11 +483,13 @@ async def _read_walk(
         order_docs.update(
             await store.orders(o for o, d in order_docs.items() if d["customer_id"] in owners)
         )
+    # A referral of the batch may pay its referrer whatever its referee's account shows: a
+    # crash may have set the referrer's account and not the referee's.
     referees = {e.referee_id for e in events if isinstance(e, Referral)}
     rewards = {
-        referral_entry_id(a.customer_id, "referrer")
-        for a in accounts.values()
-        if _may_reward(a, purchases) or (a.customer_id in referees and a.referral is not None)
+        referral_entry_id(customer_id, "referrer")
+        for customer_id in referees
+        | {a.customer_id for a in accounts.values() if _may_reward(a, purchases)}
     }
     if rewards:
         counted.update(await store.entries_present(rewards))

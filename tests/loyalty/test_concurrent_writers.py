@@ -11,8 +11,9 @@ import pytest
 
 from services.loyalty.outbox import OutboxRecord
 from services.loyalty.policy import LoyaltyPolicy
-from services.loyalty.store import CLAIMS
-from shared.storage import Document, Storage
+from services.loyalty.store import ACCOUNTS, CLAIMS
+from shared.contracts import Referral
+from shared.storage import BulkOutcome, Document, Storage, Update
 from tests.factories import CHINA, purchase
 from tests.loyalty.helpers import built_rig, inbound
 
@@ -93,3 +94,54 @@ async def test_a_roll_forward_from_a_stale_read_writes_nothing_already_written(
         assert len(rig.publisher.records) == sent
         account = await rig.store.account("S")
         assert account is not None and account.balance == 20
+
+
+class DiesBetweenAccounts(Storage):
+    """Killed while setting a change's accounts: only ``survivor``'s was set (FerretDB sets
+    the accounts of a group concurrently, so any subset may land before a kill)."""
+
+    survivor: str | None = None
+
+    async def update_each(self, collection: str, updates: Sequence[Update]) -> BulkOutcome:
+        survivor = DiesBetweenAccounts.survivor
+        if collection != ACCOUNTS or survivor is None:
+            return await super().update_each(collection, updates)
+        DiesBetweenAccounts.survivor = None
+        await super().update_each(collection, [u for u in updates if u.filter["_id"] == survivor])
+        raise ConnectionError("killed between two accounts' writes")
+
+
+@pytest.mark.parametrize("survivor", ["OLD", "NEW"])
+async def test_a_referral_paid_before_a_kill_is_not_paid_again_on_redelivery(
+    infra: dict[str, str], database_name: str, survivor: str
+) -> None:
+    """The referee's first purchase was read before the referral, which pays both sides.
+    Killed once one side's account was set (the referrer's, the referee's), not the other's:
+    the redelivered referral pays nothing more, and every event id keeps its body."""
+    first_purchase = purchase("r1", customer_id="NEW", total="10.00", at=START + timedelta(1))
+    referral = Referral(
+        event_id="ref-1", occurred_at=START, referrer_id="OLD", referee_id="NEW", store_id="SH001"
+    )
+    DiesBetweenAccounts.survivor = None
+    async with built_rig(
+        infra, database_name, LoyaltyPolicy(), START, storage_type=DiesBetweenAccounts
+    ) as killed:
+        await killed.handle(inbound([first_purchase]))
+        DiesBetweenAccounts.survivor = survivor
+        with pytest.raises(ConnectionError):
+            await killed.handle(inbound([referral]))
+        published = list(killed.publisher.records)
+    async with built_rig(infra, database_name, LoyaltyPolicy(), START) as restarted:
+        await restarted.handle(inbound([referral]))
+        published += restarted.publisher.records
+        reward = LoyaltyPolicy().referral
+        referrer, referee = (
+            await restarted.store.account("OLD"),
+            await restarted.store.account("NEW"),
+        )
+        assert referrer is not None and referrer.balance == reward.referrer_points
+        assert referee is not None and referee.balance == 10 + reward.referee_points
+    bodies: dict[str, set[bytes | None]] = {}
+    for record in published:
+        bodies.setdefault(record.event_id, set()).add(record.value)
+    assert {event_id: b for event_id, b in bodies.items() if len(b) > 1} == {}

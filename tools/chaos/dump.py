@@ -140,8 +140,9 @@ class TopicDump:
     bodies: dict[str, Canonical] = field(default_factory=dict)
     duplicates: dict[str, int] = field(default_factory=dict)
     """Identity -> how many records carried it (only those above 1)."""
-    conflicting: list[str] = field(default_factory=list)
-    """Identities whose records differ in body (a duplicate id with other content)."""
+    conflicting: dict[str, dict[str, list[Canonical]]] = field(default_factory=dict)
+    """Identities whose records differ in body (a duplicate id with other content):
+    each with the fields that differ, first value and the other's."""
 
 
 async def dump_topics(
@@ -178,8 +179,9 @@ async def dump_topics(
                     dump.records += 1
                     key, body = output_key_and_body(tp.topic, record.value or b"")
                     seen[tp.topic][key] += 1
-                    if key in dump.bodies and dump.bodies[key] != body:
-                        dump.conflicting.append(key)
+                    first = dump.bodies.get(key)
+                    if first is not None and first != body:
+                        dump.conflicting.setdefault(key, fields_that_differ(first, body))
                     dump.bodies.setdefault(key, body)
                 if await consumer.position(tp) >= ends[tp]:
                     remaining.discard(tp)
@@ -188,6 +190,17 @@ async def dump_topics(
         return dumps
     finally:
         await consumer.stop()
+
+
+def fields_that_differ(first: Canonical, other: Canonical) -> dict[str, list[Canonical]]:
+    """Of two bodies of one identity, each top-level field whose values differ: both values."""
+    if not isinstance(first, dict) or not isinstance(other, dict):
+        return {"": [first, other]}
+    return {
+        name: [first.get(name), other.get(name)]
+        for name in sorted(set(first) | set(other))
+        if first.get(name) != other.get(name)
+    }
 
 
 def letters_by_source(dump: Mapping[str, TopicDump]) -> dict[str, int]:

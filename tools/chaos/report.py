@@ -68,7 +68,9 @@ def run_json(result: RunResult, comparison: Mapping[str, Comparison] | None) -> 
             n: sorted(t.duplicates)[:3] for n, t in result.topics.items() if t.duplicates
         },
         "conflicting_duplicates": {
-            n: t.conflicting[:3] for n, t in result.topics.items() if t.conflicting
+            n: dict(list(t.conflicting.items())[:3])
+            for n, t in result.topics.items()
+            if t.conflicting
         },
         "dead_letters": letters_by_source(result.topics),
         "stats": result.stats,
