@@ -139,6 +139,10 @@ class _Inserting:
                 del self._counts[claim_id]
                 self._done.pop(claim_id).set()
 
+    def busy(self, claim_id: str) -> bool:
+        """True while an insert of this claim by this instance is under way."""
+        return claim_id in self._counts
+
     async def settled(self, claim_id: str) -> None:
         """Return once no insert of this claim by this instance is under way."""
         done = self._done.get(claim_id)
@@ -170,8 +174,9 @@ class AccountChanges:
         self._policy = policy
         self._wall = wall
         self.expiry_days = ChainDays(zone=policy.chain_time_zone)
-        # Changes this instance is writing now: a writer that meets one of their claims
-        # waits for it instead of writing (and publishing) it a second time.
+        # Changes this instance is writing now (as their winner or rolling them forward): a
+        # writer that meets one of their claims waits for it instead of writing (and
+        # publishing) it a second time.
         self._writing: dict[str, asyncio.Event] = {}
         # Claims this instance is inserting now: until their insert returns, a writer that
         # lost one cannot tell yet whether this instance won it.
@@ -329,7 +334,14 @@ class AccountChanges:
             claim = await self._storage[CLAIMS].find_one({"_id": claim_id})
             if claim is None:
                 return version
-            await self.apply([Change.from_claim(claim)])
+            if claim_id in self._writing or self._claiming.busy(claim_id):
+                continue  # its winner or another roll-forward here began meanwhile: wait
+            done = self._writing[claim_id] = asyncio.Event()
+            try:
+                await self.apply([Change.from_claim(claim)])
+            finally:
+                del self._writing[claim_id]
+                done.set()
             version += 1
 
     async def roll_forward_losers(self, changes: Sequence[Change], won: set[str]) -> list[Change]:

@@ -145,3 +145,33 @@ async def test_a_referral_paid_before_a_kill_is_not_paid_again_on_redelivery(
     for record in published:
         bodies.setdefault(record.event_id, set()).add(record.value)
     assert {event_id: b for event_id, b in bodies.items() if len(b) > 1} == {}
+
+
+async def test_two_roll_forwards_of_a_dead_writers_claim_here_publish_it_once(
+    infra: dict[str, str], database_name: str
+) -> None:
+    """A claim whose writer died (no winner in this instance): the redelivered batch and the
+    left-behind sweep may both roll it forward at once; it is written and published once."""
+    async with built_rig(infra, database_name, LoyaltyPolicy(), START) as rig:
+        await rig.handle(inbound([purchase("d0", customer_id="D", total="10.00", at=START)]))
+        published = rig.publisher.records
+        published.clear()
+
+        async def die(records: Sequence[OutboxRecord]) -> None:
+            raise ConnectionError("killed before publishing")
+
+        rig.publisher.publish_records = die  # type: ignore[method-assign]
+        batch = inbound([purchase("d1", customer_id="D", total="10.00", at=START + timedelta(1))])
+        with pytest.raises(ConnectionError):
+            await rig.handle(batch)
+
+        async def publish_slowly(records: Sequence[OutboxRecord]) -> None:
+            await asyncio.sleep(0.3)
+            published.extend(records)
+
+        rig.publisher.publish_records = publish_slowly  # type: ignore[method-assign]
+        versions = await asyncio.gather(*(rig.changes.roll_forward("D", 1) for _ in range(3)))
+        assert versions == [2, 2, 2]
+        assert Counter(r.event_id for r in published) == {"points:d1:earned": 1}
+        account = await rig.store.account("D")
+        assert account is not None and account.balance == 20
