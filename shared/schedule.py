@@ -105,6 +105,4 @@ class DueCursor:
         run reads a bucket again (runs are idempotent), never that one is skipped.
         """
         done = self.buckets.key(now - self.grace - self.buckets.width)
-        await self._storage[CURSORS].update_one(
-            {"_id": self.name}, {"$max": {"settled": done}}, upsert=True
-        )
+        await self._storage.upsert_one(CURSORS, {"_id": self.name}, {"$max": {"settled": done}})

@@ -35,8 +35,9 @@ from bson.codec_options import CodecOptions
 from pymongo import AsyncMongoClient, monitoring
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 from pymongo.operations import DeleteMany, DeleteOne, InsertOne, ReplaceOne, UpdateMany, UpdateOne
+from pymongo.results import UpdateResult
 
 Document = dict[str, Any]
 WriteOperation = (
@@ -314,7 +315,10 @@ class Storage:
             outcome = BulkOutcome()
             for u in own:
                 async with self._lookups:
-                    result = await coll.update_one(dict(u.filter), dict(u.change), upsert=u.upsert)
+                    if u.upsert:
+                        result = await self.upsert_one(collection, u.filter, u.change)
+                    else:
+                        result = await coll.update_one(dict(u.filter), dict(u.change))
                 outcome = outcome + BulkOutcome(
                     matched=result.matched_count,
                     modified=result.modified_count,
@@ -326,6 +330,22 @@ class Storage:
         for outcome in await asyncio.gather(*(apply_in_order(g) for g in by_document.values())):
             total = total + outcome
         return total
+
+    async def upsert_one(
+        self, collection: str, filter: Mapping[str, Any], change: Mapping[str, Any]
+    ) -> UpdateResult:
+        """``update_one`` with ``upsert``, safe against a concurrent upsert of the same document.
+
+        Two upserts of a missing document may both find nothing and both insert: the
+        second gets a duplicate key error. MongoDB retries such an upsert itself,
+        FerretDB does not; this retries it once, when it finds and updates what the
+        other inserted (as if it had come after it).
+        """
+        coll = self.db[collection]
+        try:
+            return await coll.update_one(dict(filter), dict(change), upsert=True)
+        except DuplicateKeyError:
+            return await coll.update_one(dict(filter), dict(change), upsert=True)
 
     async def bulk_write(
         self, collection: str, operations: Sequence[WriteOperation]

@@ -409,8 +409,8 @@ class CareStore:
 
     async def record_contact(self, contact: Document) -> bool:
         """Count a staff contact once (one per task); True when this call recorded it."""
-        result = await self.storage[CONTACTS].update_one(
-            {"_id": contact["_id"]}, {"$setOnInsert": contact}, upsert=True
+        result = await self.storage.upsert_one(
+            CONTACTS, {"_id": contact["_id"]}, {"$setOnInsert": contact}
         )
         return result.upserted_id is not None
 
@@ -432,6 +432,6 @@ class CareStore:
 
     async def mark_done(self, marker: str, now: datetime) -> None:
         """Record a once-only piece of work as done."""
-        await self.storage[MARKERS].update_one(
-            {"_id": marker}, {"$set": {"done": True, "done_at": now}}, upsert=True
+        await self.storage.upsert_one(
+            MARKERS, {"_id": marker}, {"$set": {"done": True, "done_at": now}}
         )

@@ -171,4 +171,4 @@ class LoyaltyStore:
 
     async def set_state(self, name: str, value: Any) -> None:
         """Keep a value about the service itself."""
-        await self.storage[STATE].update_one({"_id": name}, {"$set": {"value": value}}, upsert=True)
+        await self.storage.upsert_one(STATE, {"_id": name}, {"$set": {"value": value}})

@@ -458,7 +458,8 @@ class ProfileStore:
 
     async def save_classified_with(self, thresholds: ValueThresholds, now: datetime) -> None:
         """Remember the cut points every record is now classified with."""
-        await self.storage[FIGURES].update_one(
+        await self.storage.upsert_one(
+            FIGURES,
             {"_id": CLASSIFIED_WITH_ID},
             {
                 "$set": {
@@ -469,7 +470,6 @@ class ProfileStore:
                     "computed_at": now,
                 }
             },
-            upsert=True,
         )
 
     # -- audit ---------------------------------------------------------------------------

@@ -234,3 +234,25 @@ async def test_a_packed_document_is_found_by_its_kept_fields_and_read_back_whole
     found = await db["customers"].find_one({"phone_index": "p2"})
     assert found is not None and unpack(found) == {"_id": "C1", **later}
     assert await db["customers"].find_one({"phone_index": "p1"}) is None
+
+
+async def test_concurrent_upserts_of_a_missing_document_do_not_fail(
+    mongo: AsyncMongoClient[Document], database_name: str
+) -> None:
+    """Instances starting at once upsert the same state: none of them fails.
+
+    (Plain concurrent ``update_one(..., upsert=True)`` failed 10 of 100 on FerretDB with
+    duplicate key errors. Updates of one document are not atomic there, so only an
+    idempotent change, as a state's ``$set``, is checked for its value.)
+    """
+    storage = Storage(mongo[database_name])
+    for round_ in range(5):
+        doc_id = f"state-{round_}"
+        await asyncio.gather(
+            *(
+                storage.upsert_one("state", {"_id": doc_id}, {"$set": {"value": "fingerprint"}})
+                for _ in range(20)
+            )
+        )
+        stored = await storage.db["state"].find_one({"_id": doc_id})
+        assert stored == {"_id": doc_id, "value": "fingerprint"}
