@@ -63,7 +63,7 @@ def build_runtime(
         settings=settings,
         clock=clock,
         broker=broker,
-        publisher=EventPublisher(broker, topic_prefix=settings.topic_prefix),
+        publisher=EventPublisher(broker, topic_prefix=settings.topic_prefix, producer=service),
         mongo=mongo,
         db=db,
         storage=Storage(db),

@@ -101,7 +101,10 @@ async def run(
         await broker.connect()
         try:
             summary: ReplaySummary = await replay(
-                chain.records, EventPublisher(broker), forward_invalid=True, progress=True
+                chain.records,
+                EventPublisher(broker, producer="tools.demo"),
+                forward_invalid=True,
+                progress=True,
             )
         finally:
             await broker.stop()

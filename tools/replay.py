@@ -553,7 +553,7 @@ async def publish_to_kafka(
         await broker.connect()
         return await replay(
             items,
-            EventPublisher(broker, topic_prefix=prefix),
+            EventPublisher(broker, topic_prefix=prefix, producer="tools.replay"),
             forward_invalid=forward_invalid,
             progress=progress,
             chunk_size=chunk_size,

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from faststream.kafka import KafkaBroker
 
 from shared.contracts import DEAD_LETTER_MAX_MESSAGE_BYTES, Event, Topic
+from shared.messaging.cloudevents import cloudevent_headers, event_source
 
 
 def make_broker(bootstrap: str, *, client_id: str) -> KafkaBroker:
@@ -27,11 +28,18 @@ def make_broker(bootstrap: str, *, client_id: str) -> KafkaBroker:
 
 
 class EventPublisher:
-    """Publishes contract events to their topics, keyed by their partition key."""
+    """Publishes contract events to their topics, keyed by their partition key.
 
-    def __init__(self, broker: KafkaBroker, *, topic_prefix: str = "") -> None:
+    Every event carries its CloudEvents attributes as headers (``shared.messaging.cloudevents``);
+    ``producer`` names the service or tool in their ``ce_source``.
+    """
+
+    def __init__(
+        self, broker: KafkaBroker, *, topic_prefix: str = "", producer: str = "tools"
+    ) -> None:
         self._broker = broker
         self._prefix = topic_prefix
+        self._source = event_source(producer)
 
     def topic_name(self, topic: Topic | str) -> str:
         """The physical name of a contract topic (with the deployment's prefix)."""
@@ -49,6 +57,10 @@ class EventPublisher:
         )
 
     async def publish_raw(self, topic: Topic | str, key: str | bytes | None, value: bytes) -> None:
-        """Publish bytes as they are (the replay tool and dead letters need this)."""
+        """Publish bytes as they are (outboxes, the replay tool and dead letters need this)."""
         raw_key = key.encode() if isinstance(key, str) else key
-        await self._broker.publish(value, self.topic_name(topic), key=raw_key)
+        name = topic if isinstance(topic, str) else topic.name
+        headers = cloudevent_headers(name, self._source, value)
+        await self._broker.publish(
+            value, self.topic_name(topic), key=raw_key, headers=dict(headers) or None
+        )

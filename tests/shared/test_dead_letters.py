@@ -41,10 +41,17 @@ async def nothing(batch: Sequence[Inbound]) -> Sequence[Rejection]:
 
 async def replay_poison(infra: dict[str, str], prefix: str, dlq: Topic) -> list[DeadLetter]:
     """Publish the poison and a valid purchase behind it; return the letters once caught up."""
+    return [letter for letter, _ in await replay_poison_with_headers(infra, prefix, dlq)]
+
+
+async def replay_poison_with_headers(
+    infra: dict[str, str], prefix: str, dlq: Topic
+) -> list[tuple[DeadLetter, dict[str, str]]]:
+    """``replay_poison``, with each letter's record headers."""
     await create_topics(infra["kafka"], [POS_PURCHASES, dlq], prefix=prefix, partitions=1)
     settings = ServiceSettings(kafka_bootstrap=infra["kafka"], topic_prefix=prefix)
     broker = make_broker(infra["kafka"], client_id="huitou-test-dlq")
-    publisher = EventPublisher(broker, topic_prefix=prefix)
+    publisher = EventPublisher(broker, topic_prefix=prefix, producer="loyalty")
     processor = BatchProcessor(
         service="loyalty",
         handle=nothing,
@@ -87,7 +94,12 @@ async def replay_poison(infra: dict[str, str], prefix: str, dlq: Topic) -> list[
     await reader.start()
     try:
         batches = await reader.getmany(timeout_ms=10_000)
-        return [DeadLetter.from_bytes(r.value) for rs in batches.values() for r in rs if r.value]
+        return [
+            (DeadLetter.from_bytes(r.value), {k: v.decode() for k, v in r.headers})
+            for rs in batches.values()
+            for r in rs
+            if r.value
+        ]
     finally:
         await reader.stop()
 
@@ -103,6 +115,18 @@ async def test_an_800_kb_poison_record_is_dead_lettered_whole_and_the_offset_mov
     assert letter.original_bytes() == POISON
     assert letter.payload_bytes == len(POISON)
     assert letter.payload_sha256 == hashlib.sha256(POISON).hexdigest()
+
+
+async def test_a_dead_letter_carries_its_own_cloudevents_attributes(
+    infra: dict[str, str], prefix: str
+) -> None:
+    [(letter, headers)] = await replay_poison_with_headers(infra, prefix, dlq_topic("loyalty"))
+    assert headers["ce_id"] == letter.event_id
+    assert headers["ce_type"] == "huitou.loyalty.dlq.v1"
+    assert headers["ce_source"] == "/huitou/loyalty"
+    assert headers["ce_specversion"] == "1.0"
+    assert headers["content-type"] == "application/json"
+    assert datetime.fromisoformat(headers["ce_time"]) == letter.occurred_at
 
 
 async def test_a_dead_letter_topic_at_the_broker_default_gets_the_record_cut_not_a_stall(

@@ -206,7 +206,10 @@ async def publish(bootstrap: str, records: Sequence[Record]) -> tuple[int, int]:
     await broker.connect()
     try:
         summary = await replay(
-            records, EventPublisher(broker), forward_invalid=True, progress=False
+            records,
+            EventPublisher(broker, producer="tools.chaos"),
+            forward_invalid=True,
+            progress=False,
         )
     finally:
         await broker.stop()
