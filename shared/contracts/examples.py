@@ -436,30 +436,48 @@ def _outreach() -> tuple[Event, ...]:
     )
 
 
+# The queue each complaint category goes to by default (aftersales' policy may differ).
+_USUAL_ROUTE: dict[ComplaintCategory, str] = {
+    "quality": "quality",
+    "function": "quality",
+    "packaging": "warehouse",
+    "spoilage": "warehouse",
+    "attitude": "sales",
+    "negligence": "sales",
+    "marketing": "sales",
+    "other": "triage",
+}
+
+
 def _routed(route: str) -> tuple[Event, ...]:
-    category: dict[str, ComplaintCategory | None] = {
-        "quality": "quality",
-        "warehouse": "packaging",
-        "sales": "attitude",
-        "triage": None,
-    }
-    text = _COMPLAINT_TEXTS[category[route] or "other"]
-    return (
+    # Every category may reach every queue: a person reroutes a complaint and its
+    # category stays; a complaint without a hint is routed by its text, or to triage.
+    categories: tuple[ComplaintCategory | None, ...] = (*_COMPLAINT_TEXTS, None)
+    return tuple(
         RoutedComplaint(
-            event_id=f"routed-T-000913-{route}",
-            occurred_at=_at(23, 9, 12),
-            ticket_id="T-000913",
-            complaint_id="CMP-000913",
-            customer_id="C0001234",
+            event_id=f"routed-T-{913 + n:06d}-{route}",
+            occurred_at=_at(23, 9, 12 + n),
+            ticket_id=f"T-{913 + n:06d}",
+            complaint_id=f"CMP-{913 + n:06d}",
+            customer_id=None if n % 3 == 2 else f"C000{1234 + n}",
             store_id="SH001",
-            category=category[route],
+            category=category,
             route=route,  # type: ignore[arg-type]  # one of DEPARTMENT_TOPICS' routes
-            urgent=route == "quality",
-            reason="category hint" if category[route] else "no rule matched the text",
-            text=text,
-            first_response_due=_at(24, 9, 12),
-        ),
+            urgent=n == 0,
+            reason=_route_reason(category, route),
+            text=_COMPLAINT_TEXTS[category or "other"],
+            first_response_due=_at(24, 9, 12 + n),
+        )
+        for n, category in enumerate(categories)
     )
+
+
+def _route_reason(category: ComplaintCategory | None, route: str) -> str:
+    if category is None:
+        return "no rule matched the text" if route == "triage" else "words in the text"
+    if _USUAL_ROUTE[category] == route:
+        return f"category hint {category}"
+    return "rerouted by a person"
 
 
 def _ticket_events() -> tuple[Event, ...]:
