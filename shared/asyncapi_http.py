@@ -183,7 +183,7 @@ def _message(message: dict[str, Any]) -> str:
     return (
         f"<h3>{escape(message['name'])}</h3>"
         f"{_paragraphs(payload.get('description', ''))}"
-        f"<p>Key: {escape(key)}. Content type: "
+        f"<p>Kafka key: {escape(key)}. Content type: "
         f"<code>{escape(message.get('contentType', 'application/json'))}</code>.</p>"
         "<table><tr><th>field</th><th>type and constraints</th><th>required</th></tr>"
         f"{rows}</table>{example}"

@@ -50,7 +50,7 @@ def test_the_page_shows_every_topic_its_kafka_facts_and_who_uses_it() -> None:
         section = page.split(f"<h2 id='{topic.name}'>", 1)[1].split("<h2 ", 1)[0]
         assert f"<dt>partitions</dt><dd>{topic.partitions}</dd>" in section
         assert f"<code>cleanup.policy</code> = <code>{topic.cleanup_policy}</code>" in section
-        assert f"Key: {escape(topic.key)}." in section
+        assert f"Kafka key: {escape(topic.key)}." in section
         assert "<code>event_id</code></td><td>string, at least 1 character(s)</td>" in section
     tiers = page.split(f"<h2 id='{LOYALTY_TIERS.name}'>", 1)[1].split("<h2 ", 1)[0]
     assert "<dt>sent by</dt><dd><span class='send'>loyalty</span></dd>" in tiers
