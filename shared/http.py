@@ -1,7 +1,8 @@
 """The HTTP app every service mounts: health, readiness, Prometheus metrics.
 
-Health and /metrics are the only routes without a token (probes and Prometheus scrapers
-carry none), so /metrics holds counters of the machinery only: events, batches, lag and
+Health, /metrics and the published contract (/asyncapi, shared/asyncapi_http.py) are the
+only routes without a token (probes and Prometheus scrapers carry none; the contract holds
+no data), so /metrics holds counters of the machinery only: events, batches, lag and
 job runs per service, topic, partition and job, never a business figure or an identifier.
 Every other route is a service's own and needs a bearer token (shared/auth.py). Request
 bodies larger than ``HUITOU_HTTP_MAX_BODY_BYTES`` are answered 413 before a route reads
@@ -25,6 +26,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, model_validator
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from shared.asyncapi_http import asyncapi_router
 from shared.contracts.base import refuse_nul
 from shared.jobs import JobMetrics, JobRunner, PeriodicJob
 from shared.runtime import Runtime
@@ -234,6 +236,7 @@ def create_service_app(
     )
     app.add_middleware(NoNulInAddress)
     app.include_router(health_router(runtime))
+    app.include_router(asyncapi_router())
     for router in routers:
         app.include_router(router, responses=error_responses(SERVICE_ERRORS))
     return app

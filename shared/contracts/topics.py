@@ -226,6 +226,29 @@ CONTRACT_TOPICS: tuple[Topic, ...] = (
 DLQ_TOPICS: tuple[Topic, ...] = tuple(_DLQ_TOPICS.values())
 ALL_TOPICS: tuple[Topic, ...] = CONTRACT_TOPICS + DLQ_TOPICS
 
+# What each service consumes, for the published contract (docs/asyncapi.yaml); each
+# service's handlers subscribe to exactly these (tests/shared/test_published_contract.py).
+SUBSCRIPTIONS: dict[str, tuple[Topic, ...]] = {
+    "profile": (CRM_CUSTOMERS, POS_PURCHASES, POS_RETURNS, CRM_COMPLAINTS, CRM_REFERRALS),
+    "loyalty": (
+        POS_PURCHASES,
+        POS_RETURNS,
+        CRM_CUSTOMERS,
+        CRM_REFERRALS,
+        LOYALTY_COMMANDS,
+        PROFILE_CUSTOMER_CHANGED,
+    ),
+    "care": (
+        CRM_CUSTOMERS,
+        POS_PURCHASES,
+        CRM_REFERRALS,
+        PROFILE_CUSTOMER_CHANGED,
+        LOYALTY_TIER_CHANGED,
+        AFTERSALES_TICKETS,
+    ),
+    "aftersales": (CRM_COMPLAINTS, POS_PURCHASES, PROFILE_CUSTOMER_CHANGED),
+}
+
 _BY_NAME: dict[str, Topic] = {topic.name: topic for topic in ALL_TOPICS}
 
 
@@ -247,6 +270,16 @@ def department_topic(route: str) -> Topic:
         raise ValueError(
             f"unknown route {route!r}; expected one of {', '.join(DEPARTMENT_TOPICS)}"
         ) from None
+
+
+def producers(topic: Topic) -> tuple[str, ...]:
+    """The parties that publish on a topic, as ``producer`` lists them (services and others)."""
+    return tuple(part.strip() for part in topic.producer.split(","))
+
+
+def published_by(service: str) -> tuple[Topic, ...]:
+    """The topics of the contract a service publishes on, its dead-letter topic included."""
+    return tuple(topic for topic in ALL_TOPICS if service in producers(topic))
 
 
 def topic_by_name(name: str) -> Topic:

@@ -1,4 +1,4 @@
-"""Every route of every service needs a token but health and /metrics; bodies are bounded.
+"""Every route needs a token but health, /metrics and the contract; bodies are bounded.
 
 The four apps are built, not started: no broker or database is reached, because each
 request is answered (401, 403 or 413) before a route would touch them.
@@ -36,7 +36,14 @@ from shared.runtime import Runtime
 pytestmark = pytest.mark.unit
 
 SECRET = "access-tests-secret-long-enough-for-hs256"
-PUBLIC = {"/health/live", "/health/ready", "/metrics"}
+PUBLIC = {
+    "/health/live",
+    "/health/ready",
+    "/metrics",
+    "/asyncapi",
+    "/asyncapi.yaml",
+    "/asyncapi.json",
+}
 API_DOCS = {"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
 BODY_LIMIT = 4096
 # /metrics is read without a token, so it may only carry counters of the machinery.
