@@ -20,6 +20,7 @@ from shared.contracts import topics
 from shared.contracts.codec import MODEL_BY_TOPIC
 from shared.contracts.examples import example_values
 from shared.contracts.schemas import Schema, message_schema
+from shared.messaging.cloudevents import CONTENT_TYPE, SOURCE_PREFIX, SPEC_VERSION, event_type
 
 ASYNCAPI_VERSION = "3.0.0"
 KAFKA_BINDING_VERSION = "0.5.0"
@@ -146,6 +147,7 @@ def _message(topic: topics.Topic) -> dict[str, Any]:
         "title": f"{name} on {topic.name}",
         "summary": topic.description,
         "contentType": "application/json",
+        "headers": _headers(topic),
         "payload": _payload(topic),
         "bindings": {
             "kafka": {
@@ -157,6 +159,31 @@ def _message(topic: topics.Topic) -> dict[str, Any]:
             {"name": f"{name}-{n}", "payload": value}
             for n, value in enumerate(example_values(topic), start=1)
         ],
+    }
+
+
+def _headers(topic: topics.Topic) -> Schema:
+    # CloudEvents 1.0 in Kafka's binary content mode (shared/messaging/cloudevents.py).
+    return {
+        "type": "object",
+        "description": "CloudEvents 1.0 attributes (Kafka binary content mode); absent on a "
+        "tombstone and on a malformed record a tool forwards on purpose.",
+        "properties": {
+            "ce_specversion": {"const": SPEC_VERSION},
+            "ce_id": {"type": "string", "description": "The event's event_id."},
+            "ce_type": {"const": event_type(topic.name)},
+            "ce_source": {
+                "type": "string",
+                "pattern": f"^{SOURCE_PREFIX}",
+                "description": f"{SOURCE_PREFIX}<service or tool> that published it.",
+            },
+            "ce_time": {
+                "type": "string",
+                "format": "date-time",
+                "description": "The event's occurred_at.",
+            },
+            "content-type": {"const": CONTENT_TYPE},
+        },
     }
 
 
