@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from functools import lru_cache
 
+from services.aftersales.evidence import (
+    Evidence,
+    Features,
+    Lesson,
+    features,
+    score,
+    seed_evidence,
+    strongest,
+    with_lessons,
+)
 from services.aftersales.policy import ClassificationRules
+from services.aftersales.segmenter import Segment, chinese_segmenter
 from shared.contracts import Complaint, ComplaintCategory, Route
 
 
@@ -65,42 +76,91 @@ def matched_keywords(text: str, keywords: Sequence[str]) -> tuple[str, ...]:
     return tuple(found)
 
 
-def classify(complaint: Complaint, rules: ClassificationRules) -> Classification:
-    """Category and route of a complaint: an explicit hint wins, else keyword scores decide.
+# A category wins when its evidence is at least this strong, at least this much stronger
+# than the best category of any other route, and that rival has under this share of its
+# score (two problems of two departments: a person decides); otherwise triage.
+MIN_SCORE = 0.5
+MIN_MARGIN = 0.4
+RIVAL_SHARE = 0.6
 
-    The route with the most matching keywords wins; a tie between two routes, or
-    no match at all, goes to triage for a person to read.
+
+@dataclass(frozen=True)
+class RoutingModel:
+    """What routes complaints: the policy's rules, its seed evidence and what staff taught."""
+
+    rules: ClassificationRules
+    evidence: Evidence
+    segment: Segment
+
+
+_SEEDED: dict[int, RoutingModel] = {}
+
+
+def routing_model(
+    rules: ClassificationRules, lessons: Iterable[Lesson] = (), segment: Segment | None = None
+) -> RoutingModel:
+    """The model of these rules (seeded from their keywords), with these lessons learned."""
+    seeded = _SEEDED.get(id(rules))
+    if seeded is None or seeded.rules is not rules:
+        phrases = "|".join(p for words in rules.keywords.values() for p in words)
+        cut = segment or chinese_segmenter(phrases)
+        seeded = RoutingModel(rules, seed_evidence(rules.keywords, cut), cut)
+        _SEEDED[id(rules)] = seeded
+    evidence = with_lessons(seeded.evidence, lessons)
+    return RoutingModel(rules, evidence, seeded.segment)
+
+
+def text_features(text: str, model: RoutingModel) -> Features:
+    """The features a complaint text gives this model (what a lesson keeps)."""
+    return features(text, model.segment)
+
+
+def classify(
+    complaint: Complaint, rules: ClassificationRules, model: RoutingModel | None = None
+) -> Classification:
+    """Category and route of a complaint: an explicit hint wins, else the text's evidence.
+
+    The best-scoring category wins when it is strong enough and clear of every category of
+    another route (``MIN_SCORE``, ``MIN_MARGIN``); otherwise the complaint goes to triage.
+    The reason names the features that decided, with what each added.
     """
     hint = complaint.category
     if hint is not None and hint != "other":
         route = rules.routes.get(hint, "triage")
         return Classification(hint, route, f"category hint {hint!r} from intake → {route}")
-    matched: dict[ComplaintCategory, tuple[str, ...]] = {}
-    for category, keywords in rules.keywords.items():
-        found = matched_keywords(complaint.text, keywords)
-        if found:
-            matched[category] = found
+    model = model or routing_model(rules)
+    scores = score(text_features(complaint.text, model), model.evidence)
     prefix = "hint 'other'; " if hint == "other" else ""
-    if not matched:
-        return Classification(None, "triage", prefix + "no keyword of any category matched")
-    route_scores: dict[Route, int] = {}
-    for category, found in matched.items():
+    ranked = [(c, s) for c, s in scores.ranked() if c in rules.routes and c != "other" and s > 0]
+    matched: dict[ComplaintCategory, tuple[str, ...]] = {
+        c: tuple(strongest(scores, c)) for c, _ in ranked
+    }
+    by_route: dict[Route, float] = {}
+    for category, points in ranked:
         route = rules.routes[category]
-        route_scores[route] = route_scores.get(route, 0) + len(found)
-    ranked = sorted(route_scores.items(), key=lambda item: -item[1])
-    evidence = "; ".join(f"{c}: {', '.join(words)}" for c, words in matched.items())
-    if len(ranked) > 1 and ranked[0][1] == ranked[1][1]:
-        tied = " vs ".join(f"{route} ({score})" for route, score in ranked if score == ranked[0][1])
+        by_route[route] = by_route.get(route, 0.0) + points
+    routes = sorted(by_route.items(), key=lambda item: -item[1])
+    if not routes or routes[0][1] < MIN_SCORE:
         return Classification(
-            None, "triage", f"{prefix}ambiguous, routes tie: {tied} [{evidence}]", matched
+            None, "triage", prefix + "no category has enough evidence in the text", matched
         )
-    best_route = ranked[0][0]
-    in_route = [(c, len(w)) for c, w in matched.items() if rules.routes[c] == best_route]
-    category = max(in_route, key=lambda item: item[1])[0]
+    (route, best), rival = routes[0], (routes[1] if len(routes) > 1 else None)
+    category = next(c for c, _ in ranked if rules.routes[c] == route)
+    said = "; ".join(f"{c}: {', '.join(words)}" for c, words in matched.items())
+    if rival is not None and (best - rival[1] < MIN_MARGIN or rival[1] >= RIVAL_SHARE * best):
+        return Classification(
+            None,
+            "triage",
+            f"{prefix}ambiguous, routes too close: {route} ({best:.1f}) vs {rival[0]} "
+            f"({rival[1]:.1f}) [{said}]",
+            matched,
+        )
+    margin = f", {rival[0]} {rival[1]:.1f}" if rival else ""
     return Classification(
         category,
-        best_route,
-        f"{prefix}keywords → {category} → {best_route} [{evidence}]",
+        route,
+        f"{prefix}evidence → {category} → {route} ({best:.1f}{margin}) "
+        f"[{', '.join(strongest(scores, category))}]",
         matched,
     )
 
