@@ -46,8 +46,8 @@ KAFKA_TOPICS_FILE = "components/strimzi/kafka-topics.yaml"
 # keep the API up while one restarts, and the budget lets one go at a time.
 MIN_REPLICAS = 2
 # Lag per replica KEDA aims at, in consumer batches (HUITOU_CONSUMER_MAX_RECORDS): a lag of
-# a batch or two is one poll's work, gone within seconds at the 100-900 events/s an instance
-# handles; more than two batches per instance at a poll means the group is falling behind.
+# a batch or two is one poll's work, gone within seconds at the 60-940 events/s an instance
+# handled in the scale runs; more than two per instance at a poll means falling behind.
 LAG_BATCHES_PER_REPLICA = 2
 POLLING_SECONDS = 30
 # Each replica that leaves makes the whole group rebalance and pause: shed one a minute.
