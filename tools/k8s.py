@@ -244,14 +244,17 @@ def strimzi_cluster(bootstrap: str) -> tuple[str, str]:
 # --- reading the hand-written manifests ----------------------------------------------
 
 
-def read_manifests(directory: Path) -> list[Manifest]:
-    """The resources of the files the kustomization in ``directory`` lists."""
+def read_manifests(directory: Path, *, generated: Sequence[str] = ()) -> list[Manifest]:
+    """The resources of the files the kustomization in ``directory`` lists, but ``generated``."""
     kustomization = yaml.safe_load((directory / "kustomization.yaml").read_text("utf-8"))
     objects: list[Manifest] = []
     for entry in kustomization.get("resources", []):
         path = directory / entry
-        if path.is_file():
-            objects += [d for d in yaml.safe_load_all(path.read_text("utf-8")) if d]
+        if path.is_dir() or entry in generated:
+            continue
+        if not path.is_file():
+            raise ManifestError(f"{directory}/kustomization.yaml lists {entry}, which is missing")
+        objects += [d for d in yaml.safe_load_all(path.read_text("utf-8")) if d]
     return objects
 
 
@@ -279,7 +282,9 @@ def container_environment(objects: Sequence[Manifest], workload: Manifest) -> di
 
 def generated_files(directory: Path = K8S_DIR) -> dict[str, str]:
     """Each generated file's path under ``directory`` and the text it should hold."""
-    objects = read_manifests(directory / BASE_DIR)
+    objects = read_manifests(
+        directory / BASE_DIR, generated=[str(Path(BUDGETS_FILE).relative_to(BASE_DIR))]
+    )
     consumers = [
         consumer_of(
             service,

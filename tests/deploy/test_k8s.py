@@ -337,6 +337,13 @@ def test_a_missing_listed_file_fails_the_render(tmp_path: Path) -> None:
         render(kit)
 
 
+def test_the_generator_refuses_a_missing_listed_file(tmp_path: Path) -> None:
+    kit = copy_kit(tmp_path)
+    (kit / "base" / "topics-job.yaml").unlink()
+    with pytest.raises(SystemExit, match=r"topics-job\.yaml, which is missing"):
+        k8s.main(["check", "--directory", str(kit)])
+
+
 def test_an_unparsable_listed_file_fails_the_render(tmp_path: Path) -> None:
     kit = copy_kit(tmp_path)
     (kit / "base" / "namespace.yaml").write_text("kind: Namespace\n  metadata: [\n", "utf-8")
