@@ -289,3 +289,56 @@ async def test_bootstraps_follows_and_skips_invalid_messages(
     assert stopped["event"] == "stopped" and stopped["reason"] == "signal"
     assert stopped["by_tier"] == {"silver": 1, "gold": 1, "regular": 1}
     assert (stopped["members"], stopped["changes"], stopped["invalid"]) == (3, 4, 5)
+
+
+async def test_stops_after_max_changes(
+    infra: dict[str, str], prefix: str, run_subscriber: Callable[..., Any]
+) -> None:
+    await create_topics(
+        infra["kafka"], [LOYALTY_TIERS, LOYALTY_TIER_CHANGED], prefix=prefix, partitions=1
+    )
+    subscriber = await run_subscriber(prefix, "-max-changes=2", "-timeout=20s")
+    bootstrapped = await subscriber.event("bootstrapped")
+    assert (bootstrapped["members"], bootstrapped["records"]) == (0, 0)
+    async with Publisher(infra["kafka"], prefix) as publisher:
+        await publisher.send(
+            [
+                change("C1", None, "regular", "up", 1),
+                change("C1", "regular", "silver", "up", 2),
+                change("C1", "silver", "gold", "up", 3),
+            ]
+        )
+    assert await subscriber.exit_code() == 0
+    assert [c["new_tier"] for c in subscriber.of("tier_changed")] == ["regular", "silver"]
+    stopped = subscriber.lines[-1]
+    assert (stopped["event"], stopped["reason"], stopped["changes"]) == (
+        "stopped",
+        "max_changes",
+        2,
+    )
+    assert stopped["by_tier"] == {"silver": 1}
+
+
+async def test_a_missing_topic_is_fatal(prefix: str, run_subscriber: Callable[..., Any]) -> None:
+    subscriber = await run_subscriber(prefix, "-timeout=20s")
+    assert await subscriber.exit_code() == 1
+    assert subscriber.process.stderr is not None
+    fatal = json.loads(await subscriber.process.stderr.read())
+    assert fatal == {
+        "event": "fatal",
+        "error": f"topic {prefix}{LOYALTY_TIERS.name} does not exist",
+    }
+
+
+def test_go_checks(schema_dir: Path) -> None:
+    """gofmt, go vet and the Go unit tests of the example (they read docs/schemas too)."""
+    env = go_env()
+    unformatted = subprocess.run(
+        ["gofmt", "-l", "."], cwd=EXAMPLE, capture_output=True, text=True, env=env, check=False
+    )
+    assert (unformatted.returncode, unformatted.stdout) == (0, ""), unformatted.stderr
+    for command in (["go", "vet", "."], ["go", "test", "-count=1", "."]):
+        done = subprocess.run(
+            command, cwd=EXAMPLE, capture_output=True, text=True, env=env, check=False
+        )
+        assert done.returncode == 0, f"{' '.join(command)}:\n{done.stdout}{done.stderr}"
