@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -22,10 +23,10 @@ type Config struct {
 
 // Counts are the figures of the bootstrap and stop lines.
 type Counts struct {
-	Records    int `json:"records"`
-	Tombstones int `json:"tombstones"`
-	Invalid    int `json:"invalid"`
-	Changes    int `json:"changes"`
+	Records    int // tiers.v1 records read by the bootstrap
+	Tombstones int // of them, tombstones
+	Invalid    int // records skipped, bootstrap and after
+	Changes    int // tier changes and erasures handled after the bootstrap
 }
 
 // Stop reasons.
@@ -41,86 +42,68 @@ const fetchWait = 300 * time.Millisecond
 
 // Run bootstraps the tiers from loyalty.tiers.v1, then follows both topics until ctx ends
 // or MaxChanges changes were handled; it returns why it stopped.
-func Run(ctx context.Context, cfg Config, subscriber *Subscriber, out *Output) (string, Counts, error) {
-	counts := Counts{}
-	reason, err := subscribe(ctx, cfg, subscriber, &counts, out)
-	if err == nil {
-		err = out.Err()
-	}
-	if err != nil && ctx.Err() != nil {
-		return stopReason(ctx), counts, nil
-	}
-	return reason, counts, err
-}
-
-func subscribe(ctx context.Context, cfg Config, subscriber *Subscriber, counts *Counts, out *Output) (string, error) {
+func Run(
+	ctx context.Context, cfg Config, subscriber *Subscriber, out *Output,
+) (string, Counts, error) {
 	tiersTopic, changedTopic := cfg.Prefix+TiersTopic, cfg.Prefix+TierChangedTopic
 	starts, ends, err := listOffsets(ctx, cfg.Brokers, tiersTopic, changedTopic)
 	if err != nil {
-		return "", err
+		return stopped(ctx, "", Counts{}, err)
 	}
-	// No consumer group: the state lives in memory and is rebuilt from the compacted topic at
-	// every start, so there is nothing to commit, and every instance needs every member.
+	// No consumer group: the state lives in memory and is rebuilt from the compacted topic
+	// at every start, so there is nothing to commit, and every instance needs every member.
 	client, err := kgo.NewClient(
 		kgo.SeedBrokers(cfg.Brokers...),
 		kgo.ClientID("huitou-tier-subscriber"),
 		kgo.FetchMaxWait(fetchWait),
-		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{tiersTopic: fromStart(ends[tiersTopic])}),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{
+			tiersTopic: fromStart(ends[tiersTopic]),
+		}),
 	)
 	if err != nil {
-		return "", err
+		return "", Counts{}, err
 	}
 	defer client.Close()
 
-	started := time.Now()
-	later, err := bootstrap(ctx, client, subscriber, starts[tiersTopic], ends[tiersTopic], counts, out)
+	s := &session{client: client, subscriber: subscriber, out: out, cfg: cfg}
+	later, err := s.bootstrap(ctx, starts[tiersTopic], ends[tiersTopic])
 	if err != nil {
-		return "", err
+		return stopped(ctx, "", s.counts, err)
 	}
-	if cfg.Members {
-		for _, id := range subscriber.Tiers.CustomerIDs() {
-			member, _ := subscriber.Tiers.Get(id)
-			out.Line(map[string]any{"event": "member", "customer_id": id, "tier": member.Tier, "since": member.SinceText})
-		}
-	}
-	out.Line(map[string]any{
-		"event": "bootstrapped", "members": subscriber.Tiers.Len(), "by_tier": subscriber.Tiers.ByTier(),
-		"records": counts.Records, "tombstones": counts.Tombstones, "invalid": counts.Invalid,
-		"elapsed_ms": time.Since(started).Milliseconds(),
-	})
-
 	// Changes from the end offsets taken before the bootstrap: none made during it is missed.
-	client.AddConsumePartitions(map[string]map[int32]kgo.Offset{changedTopic: at(ends[changedTopic])})
-	follower := follower{subscriber: subscriber, counts: counts, out: out, maxChanges: cfg.MaxChanges}
-	for _, record := range later {
-		if follower.handle(record) {
-			return stoppedAtMaxChanges, nil
-		}
-	}
-	for out.Err() == nil {
-		fetches := client.PollFetches(ctx)
-		if ctx.Err() != nil {
-			return "", ctx.Err()
-		}
-		if err := fetchError(fetches); err != nil {
-			return "", err
-		}
-		stop := false
-		fetches.EachRecord(func(r *kgo.Record) {
-			if !stop {
-				stop = follower.handle(record(r, cfg.Prefix))
-			}
-		})
-		if stop {
-			return stoppedAtMaxChanges, nil
-		}
-	}
-	return "", out.Err()
+	client.AddConsumePartitions(map[string]map[int32]kgo.Offset{
+		changedTopic: at(ends[changedTopic]),
+	})
+	reason, err := s.follow(ctx, later)
+	return stopped(ctx, reason, s.counts, err)
 }
 
-// bootstrap reads tiers.v1 up to the high watermarks taken at the start. Records past them
-// (written meanwhile) are returned, to be handled as updates once the bootstrap is reported.
-func bootstrap(ctx context.Context, client *kgo.Client, subscriber *Subscriber, starts, ends map[int32]int64, counts *Counts, out *Output) ([]Record, error) {
+// stopped makes the end of ctx (a signal, the timeout) a clean stop, whatever it broke.
+func stopped(ctx context.Context, reason string, counts Counts, err error) (string, Counts, error) {
+	switch {
+	case err == nil:
+		return reason, counts, nil
+	case errors.Is(ctx.Err(), context.DeadlineExceeded):
+		return stoppedByTimeout, counts, nil
+	case ctx.Err() != nil:
+		return stoppedBySignal, counts, nil
+	}
+	return "", counts, err
+}
+
+// session is one run's reading of the two topics.
+type session struct {
+	client     *kgo.Client
+	subscriber *Subscriber
+	out        *Output
+	cfg        Config
+	counts     Counts
+}
+
+// bootstrap reads tiers.v1 up to the high watermarks taken at the start, and reports the
+// state. Records past them (written meanwhile) are returned, to be handled as updates.
+func (s *session) bootstrap(ctx context.Context, starts, ends map[int32]int64) ([]Record, error) {
+	began := time.Now()
 	pending := map[int32]bool{}
 	for partition, end := range ends {
 		if end > starts[partition] {
@@ -128,67 +111,127 @@ func bootstrap(ctx context.Context, client *kgo.Client, subscriber *Subscriber, 
 		}
 	}
 	var later []Record
-	for len(pending) > 0 && out.Err() == nil {
-		fetches := client.PollFetches(ctx)
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		if err := fetchError(fetches); err != nil {
+	for len(pending) > 0 {
+		fetches, err := s.poll(ctx)
+		if err != nil {
 			return nil, err
 		}
 		fetches.EachRecord(func(r *kgo.Record) {
-			rec := record(r, subscriber.prefix)
+			record := s.record(r)
 			if r.Offset >= ends[r.Partition] {
-				later = append(later, rec)
+				later = append(later, record)
 				return
 			}
-			// The log cleaner never touches the active segment, so the record just before the
-			// high watermark is always there to be read: reaching it ends the partition.
+			// The log cleaner never touches the active segment, so the record just before
+			// the high watermark is always there to be read: reaching it ends the partition.
 			if r.Offset >= ends[r.Partition]-1 {
 				delete(pending, r.Partition)
 			}
-			counts.Records++
-			result := subscriber.Handle(rec)
+			s.counts.Records++
+			result := s.subscriber.Handle(record)
 			switch result.Kind {
 			case InvalidRecord:
-				counts.Invalid++
-				out.Line(result.Line)
+				s.counts.Invalid++
+				s.out.Line(result.Line)
 			case TombstoneRecord:
-				counts.Tombstones++
+				s.counts.Tombstones++
 			}
 		})
 	}
-	return later, nil
+	tiers := s.subscriber.Tiers
+	if s.cfg.Members {
+		for _, id := range tiers.CustomerIDs() {
+			member, _ := tiers.Get(id)
+			s.out.Line(map[string]any{
+				"event": "member", "customer_id": id, "tier": member.Tier, "since": member.SinceText,
+			})
+		}
+	}
+	s.out.Line(map[string]any{
+		"event": "bootstrapped", "members": tiers.Len(), "by_tier": tiers.ByTier(),
+		"records": s.counts.Records, "tombstones": s.counts.Tombstones,
+		"invalid": s.counts.Invalid, "elapsed_ms": time.Since(began).Milliseconds(),
+	})
+	return later, s.out.Err()
 }
 
-type follower struct {
-	subscriber *Subscriber
-	counts     *Counts
-	out        *Output
-	maxChanges int
+// follow applies every record after the bootstrap until ctx ends or MaxChanges is reached.
+func (s *session) follow(ctx context.Context, later []Record) (string, error) {
+	for _, record := range later {
+		if s.apply(record) {
+			return stoppedAtMaxChanges, nil
+		}
+	}
+	for {
+		fetches, err := s.poll(ctx)
+		if err != nil {
+			return "", err
+		}
+		done := false
+		fetches.EachRecord(func(r *kgo.Record) {
+			if !done {
+				done = s.apply(s.record(r))
+			}
+		})
+		if done {
+			return stoppedAtMaxChanges, nil
+		}
+	}
 }
 
-// handle applies one record after the bootstrap and reports it; true once MaxChanges is reached.
-func (f *follower) handle(r Record) bool {
-	result := f.subscriber.Handle(r)
+// apply handles one record after the bootstrap and reports it; true once MaxChanges is
+// reached.
+func (s *session) apply(r Record) bool {
+	result := s.subscriber.Handle(r)
 	switch result.Kind {
 	case InvalidRecord:
-		f.counts.Invalid++
+		s.counts.Invalid++
 	case TombstoneRecord, ChangeRecord:
-		f.counts.Changes++
+		s.counts.Changes++
 	case SnapshotRecord:
 		// Loyalty writes a snapshot beside every tier change: usually nothing new by then.
 		if result.Outcome == Unchanged {
 			return false
 		}
 	}
-	f.out.Line(result.Line)
-	return f.maxChanges > 0 && f.counts.Changes >= f.maxChanges
+	s.out.Line(result.Line)
+	return s.cfg.MaxChanges > 0 && s.counts.Changes >= s.cfg.MaxChanges
+}
+
+// poll waits for records; an error is the end of ctx, a fetch error the client does not
+// retry itself, or output nobody reads any more.
+func (s *session) poll(ctx context.Context) (kgo.Fetches, error) {
+	if err := s.out.Err(); err != nil {
+		return nil, err
+	}
+	fetches := s.client.PollFetches(ctx)
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	var errs []error
+	for _, e := range fetches.Errors() {
+		errs = append(errs, fmt.Errorf("fetching %s[%d]: %w", e.Topic, e.Partition, e.Err))
+	}
+	return fetches, errors.Join(errs...)
+}
+
+func (s *session) record(r *kgo.Record) Record {
+	return Record{
+		Topic:     strings.TrimPrefix(r.Topic, s.cfg.Prefix),
+		Partition: r.Partition,
+		Offset:    r.Offset,
+		Key:       r.Key,
+		Value:     r.Value,
+	}
 }
 
 // listOffsets returns the start and end (high watermark) offsets of every partition.
-func listOffsets(ctx context.Context, brokers []string, topics ...string) (starts, ends map[string]map[int32]int64, err error) {
-	client, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ClientID("huitou-tier-subscriber-admin"))
+func listOffsets(
+	ctx context.Context, brokers []string, topics ...string,
+) (starts, ends map[string]map[int32]int64, err error) {
+	client, err := kgo.NewClient(
+		kgo.SeedBrokers(brokers...), kgo.ClientID("huitou-tier-subscriber-admin"),
+	)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -243,26 +286,4 @@ func at(partitions map[int32]int64) map[int32]kgo.Offset {
 		offsets[partition] = kgo.NewOffset().At(offset)
 	}
 	return offsets
-}
-
-func record(r *kgo.Record, prefix string) Record {
-	return Record{
-		Topic: r.Topic[len(prefix):], Partition: r.Partition, Offset: r.Offset, Key: r.Key, Value: r.Value,
-	}
-}
-
-func fetchError(fetches kgo.Fetches) error {
-	var errs []error
-	for _, e := range fetches.Errors() {
-		errs = append(errs, fmt.Errorf("fetching %s[%d]: %w", e.Topic, e.Partition, e.Err))
-	}
-	return errors.Join(errs...)
-}
-
-// stopReason says why ctx ended: the timeout, or a signal.
-func stopReason(ctx context.Context) string {
-	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return stoppedByTimeout
-	}
-	return stoppedBySignal
 }

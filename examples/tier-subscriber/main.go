@@ -20,11 +20,16 @@ func main() {
 
 func run(args []string) int {
 	flags := flag.NewFlagSet("tier-subscriber", flag.ContinueOnError)
-	brokers := flags.String("brokers", envOr("HUITOU_KAFKA_BOOTSTRAP", "127.0.0.1:9092"), "Kafka bootstrap servers, comma-separated")
-	prefix := flags.String("topic-prefix", os.Getenv("HUITOU_TOPIC_PREFIX"), "the deployment's prefix before the topic names")
-	schemaDir := flags.String("schemas", "../../docs/schemas", "directory of <topic>/<n>.schema.json files (the newest n is used)")
-	members := flags.Bool("members", false, "write a member line per member before the bootstrapped line")
-	maxChanges := flags.Int("max-changes", 0, "stop after this many tier changes and erasures (0: never)")
+	brokers := flags.String("brokers", envOr("HUITOU_KAFKA_BOOTSTRAP", "127.0.0.1:9092"),
+		"Kafka bootstrap servers, comma-separated")
+	prefix := flags.String("topic-prefix", os.Getenv("HUITOU_TOPIC_PREFIX"),
+		"the deployment's prefix before the topic names")
+	schemaDir := flags.String("schemas", "../../docs/schemas",
+		"directory of <topic>/<n>.schema.json files (the highest n is used)")
+	members := flags.Bool("members", false,
+		"write a member line per member before the bootstrapped line")
+	maxChanges := flags.Int("max-changes", 0,
+		"stop after this many tier changes and erasures (0: never)")
 	timeout := flags.Duration("timeout", 0, "stop after this long (0: never)")
 	if err := flags.Parse(args); err != nil {
 		return 2

@@ -180,7 +180,8 @@ func (s *Subscriber) snapshot(r Record, where Where) (Result, error) {
 		return Result{}, err
 	}
 	previous := s.previousTier(event.CustomerID)
-	outcome := s.Tiers.Set(event.CustomerID, Member{Tier: event.Tier, Since: since, SinceText: event.Since})
+	update := Member{Tier: event.Tier, Since: since, SinceText: event.Since}
+	outcome := s.Tiers.Set(event.CustomerID, update)
 	return Result{Kind: SnapshotRecord, Outcome: outcome, Line: SnapshotLine{
 		Event: "snapshot", Outcome: outcome.String(), CustomerID: event.CustomerID, Tier: event.Tier,
 		Since: event.Since, PreviousTier: previous, EventID: event.EventID, Where: where,
@@ -200,7 +201,8 @@ func (s *Subscriber) change(r Record, where Where) (Result, error) {
 		return Result{}, err
 	}
 	previous := s.previousTier(event.CustomerID)
-	outcome := s.Tiers.Set(event.CustomerID, Member{Tier: event.NewTier, Since: at, SinceText: event.OccurredAt})
+	update := Member{Tier: event.NewTier, Since: at, SinceText: event.OccurredAt}
+	outcome := s.Tiers.Set(event.CustomerID, update)
 	return Result{Kind: ChangeRecord, Outcome: outcome, Line: ChangeLine{
 		Event: "tier_changed", Outcome: outcome.String(), CustomerID: event.CustomerID,
 		OldTier: event.OldTier, NewTier: event.NewTier, Direction: event.Direction,

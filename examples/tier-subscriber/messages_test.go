@@ -40,7 +40,8 @@ func TestChangesApplyOverTheSnapshot(t *testing.T) {
 	if !ok || result.Outcome != Applied {
 		t.Fatalf("change: %+v", result.Line)
 	}
-	if *line.PreviousTier != "silver" || line.NewTier != "gold" || line.Topic != "p.loyalty.tier-changed.v1" {
+	if *line.PreviousTier != "silver" || line.NewTier != "gold" ||
+		line.Topic != "p.loyalty.tier-changed.v1" {
 		t.Fatalf("change line %+v", line)
 	}
 	// The snapshot loyalty writes beside an older change arrives late: it changes nothing.
@@ -61,6 +62,10 @@ func TestChangesApplyOverTheSnapshot(t *testing.T) {
 func TestInvalidRecordsChangeNothing(t *testing.T) {
 	s := NewSubscriber(committedSchemas(t), "")
 	handle(t, s, TiersTopic, "C1", snapshotC1, false)
+	badDirection := strings.Replace(changeC1, `"up"`, `"aside"`, 1)
+	moneyAsNumber := strings.Replace(changeC1, `"12000.00"`, `12000.5`, 1)
+	noOffset := strings.Replace(snapshotC1, `T10:00:00+08:00"}`, `T10:00:00"}`, 1)
+	noTier := strings.Replace(snapshotC1, `"tier": "silver", `, ``, 1)
 	cases := []struct {
 		name, topic, key, value string
 		null                    bool
@@ -71,10 +76,10 @@ func TestInvalidRecordsChangeNothing(t *testing.T) {
 		{"empty value", TiersTopic, "C1", "", false, "empty value"},
 		{"not JSON", TierChangedTopic, "C1", "{", false, "not JSON"},
 		{"key of another member", TierChangedTopic, "C2", changeC1, false, "key"},
-		{"bad direction", TierChangedTopic, "C1", strings.Replace(changeC1, `"up"`, `"aside"`, 1), false, "/direction"},
-		{"money as a number", TierChangedTopic, "C1", strings.Replace(changeC1, `"12000.00"`, `12000.5`, 1), false, "/qualifying_spend"},
-		{"no offset", TiersTopic, "C1", strings.Replace(snapshotC1, `T10:00:00+08:00"}`, `T10:00:00"}`, 1), false, "/since"},
-		{"no tier", TiersTopic, "C1", strings.Replace(snapshotC1, `"tier": "silver", `, ``, 1), false, "tier"},
+		{"bad direction", TierChangedTopic, "C1", badDirection, false, "/direction"},
+		{"money as a number", TierChangedTopic, "C1", moneyAsNumber, false, "/qualifying_spend"},
+		{"no offset", TiersTopic, "C1", noOffset, false, "/since"},
+		{"no tier", TiersTopic, "C1", noTier, false, "tier"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

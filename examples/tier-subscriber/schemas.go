@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -94,7 +95,7 @@ func compile(path string) (*jsonschema.Schema, error) {
 func (s *TopicSchema) Validate(value []byte) error {
 	doc, err := jsonschema.UnmarshalJSON(strings.NewReader(string(value)))
 	if err != nil {
-		return fmt.Errorf("not JSON")
+		return errors.New("not JSON")
 	}
 	err = s.schema.Validate(doc)
 	if err == nil {
@@ -106,7 +107,8 @@ func (s *TopicSchema) Validate(value []byte) error {
 	}
 	problems := failures(verr, nil)
 	slices.Sort(problems)
-	return fmt.Errorf("%s schema %d: %s", s.Topic, s.Revision, strings.Join(slices.Compact(problems), "; "))
+	reasons := strings.Join(slices.Compact(problems), "; ")
+	return fmt.Errorf("%s schema %d: %s", s.Topic, s.Revision, reasons)
 }
 
 // failures describes the innermost failing keywords; a failed anyOf/oneOf is one failure,
