@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"regexp"
 	"time"
 )
 
@@ -226,10 +227,32 @@ func keyIsCustomer(key []byte, customerID string) error {
 	return nil
 }
 
+// contractTime is the timestamp pattern of the committed schemas: ISO 8601 with an offset,
+// the T or a space, seconds and fraction optional, the offset's colon optional.
+var contractTime = regexp.MustCompile(
+	`^([0-9]{4}-[0-9]{2}-[0-9]{2})[Tt ]([0-9]{2}:[0-9]{2})(:[0-9]{2})?(?:[.,]([0-9]+))?` +
+		`(?:([Zz])|([+-][0-9]{2}):?([0-9]{2}))$`)
+
+// parseTime reads a timestamp the schema accepted, in the form RFC 3339 spells it.
 func parseTime(field, text string) (time.Time, error) {
-	at, err := time.Parse(time.RFC3339Nano, text)
+	parts := contractTime.FindStringSubmatch(text)
+	if parts == nil {
+		return time.Time{}, fmt.Errorf("%s: not a timestamp with an offset", field)
+	}
+	date, clock, seconds, fraction, zulu := parts[1], parts[2], parts[3], parts[4], parts[5]
+	if seconds == "" {
+		seconds = ":00"
+	}
+	if fraction != "" {
+		fraction = "." + fraction
+	}
+	offset := "Z"
+	if zulu == "" {
+		offset = parts[6] + ":" + parts[7]
+	}
+	at, err := time.Parse(time.RFC3339Nano, date+"T"+clock+seconds+fraction+offset)
 	if err != nil {
-		return time.Time{}, fmt.Errorf("%s: not an RFC 3339 time", field)
+		return time.Time{}, fmt.Errorf("%s: not a valid time", field)
 	}
 	return at, nil
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 const snapshotC1 = `{"event_id": "tier:C1:1", "occurred_at": "2026-11-01T10:00:00+08:00",
@@ -94,5 +95,27 @@ func TestInvalidRecordsChangeNothing(t *testing.T) {
 	}
 	if member, _ := s.Tiers.Get("C1"); s.Tiers.Len() != 1 || member.Tier != "silver" {
 		t.Fatalf("state changed: %d members, C1 %s", s.Tiers.Len(), member.Tier)
+	}
+}
+
+func TestTimesInEveryFormTheSchemaAccepts(t *testing.T) {
+	want := time.Date(2026, 12, 1, 2, 0, 0, 0, time.UTC)
+	for _, text := range []string{
+		"2026-12-01T10:00:00+08:00",
+		"2026-12-01 10:00+08:00",
+		"2026-12-01t10:00:00.000+0800",
+		"2026-12-01T10:00:00,0+08:00",
+		"2026-12-01T02:00:00Z",
+		"2026-12-01T02:00z",
+	} {
+		at, err := parseTime("at", text)
+		if err != nil || !at.Equal(want) {
+			t.Errorf("%s: %v, %v; want %v", text, at, err, want)
+		}
+	}
+	for _, text := range []string{"2026-12-01T10:00:00", "2026-13-01T10:00:00+08:00", "yesterday"} {
+		if _, err := parseTime("at", text); err == nil {
+			t.Errorf("%s accepted", text)
+		}
 	}
 }

@@ -82,9 +82,9 @@ func compile(path string) (*jsonschema.Schema, error) {
 	}
 	url := "file://" + filepath.ToSlash(abs)
 	compiler := jsonschema.NewCompiler()
+	// As draft 2020-12 has it, "format" is only noted: the committed schemas say with
+	// "pattern" which timestamps the services accept (a space for the T, no seconds, ...).
 	compiler.DefaultDraft(jsonschema.Draft2020)
-	// The contract's timestamps carry an offset: "date-time" is checked, not only noted.
-	compiler.AssertFormat()
 	if err := compiler.AddResource(url, doc); err != nil {
 		return nil, err
 	}
