@@ -251,12 +251,14 @@ async def test_bootstraps_follows_and_skips_invalid_messages(
                 change("C1", "gold", "silver", "down", 2),
                 change("C5", None, "regular", "up", 3),  # joins the programme
                 "C4",
+                snapshot("C6", "vip", 25),  # tiers.v1 is followed too
             ]
         )
         await subscriber.until(
             lambda: (
                 len(subscriber.of("tier_changed")) == 3
                 and len(subscriber.of("erased")) == 1
+                and len(subscriber.of("snapshot")) == 1
                 and len(subscriber.of("invalid")) == 5
             )
         )
@@ -271,6 +273,12 @@ async def test_bootstraps_follows_and_skips_invalid_messages(
         (None, "regular")
     ]
     assert {c["outcome"] for c in changes} == {"applied"}
+    [followed] = subscriber.of("snapshot")
+    assert (followed["customer_id"], followed["tier"], followed["outcome"]) == (
+        "C6",
+        "vip",
+        "applied",
+    )
     [erased] = subscriber.of("erased")
     assert (erased["customer_id"], erased["previous_tier"]) == ("C4", "regular")
     invalid = subscriber.of("invalid")[1:]
@@ -287,8 +295,8 @@ async def test_bootstraps_follows_and_skips_invalid_messages(
     assert await subscriber.exit_code() == 0
     stopped = subscriber.lines[-1]
     assert stopped["event"] == "stopped" and stopped["reason"] == "signal"
-    assert stopped["by_tier"] == {"silver": 1, "gold": 1, "regular": 1}
-    assert (stopped["members"], stopped["changes"], stopped["invalid"]) == (3, 4, 5)
+    assert stopped["by_tier"] == {"silver": 1, "gold": 1, "regular": 1, "vip": 1}
+    assert (stopped["members"], stopped["changes"], stopped["invalid"]) == (4, 4, 5)
 
 
 async def test_stops_after_max_changes(
