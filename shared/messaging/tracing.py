@@ -175,7 +175,8 @@ def send_span(
     links: list[Link] = []
     if parent_context is not None:
         running = trace.get_current_span().get_span_context()
-        if running.is_valid:
+        named = trace.get_current_span(parent_context).get_span_context()
+        if running.is_valid and running.span_id != named.span_id:
             links.append(Link(running))
     attributes: dict[str, str | bool] = {
         SYSTEM: "kafka",

@@ -353,3 +353,49 @@ async def test_a_poison_records_dead_letter_carries_its_trace(
     assert len(rejecting) == 1 and rejecting[0].context is not None
     assert [link.context.span_id for link in send.links] == [rejecting[0].context.span_id]
     assert (rejecting[0].attributes or {})["huitou.batch.dead_lettered"] == 1
+
+
+@pytest.mark.integration
+async def test_an_outbox_published_later_continues_the_trace_it_was_written_in(
+    infra: dict[str, str], prefix: str
+) -> None:
+    await create_topics(infra["kafka"], [LOYALTY_POINTS], prefix=prefix, partitions=1)
+    tracer, exporter = capturing()
+    broker = make_broker(infra["kafka"], client_id="huitou-test-tracing-outbox")
+    publisher = EventPublisher(broker, topic_prefix=prefix, producer="loyalty", tracer=tracer)
+    # The context a batch stored beside its outbox, published by a sweep's run much later.
+    stored = {"traceparent": UPSTREAM, "tracestate": "pos=store-42"}
+    await broker.connect()
+    try:
+        with tracer.start_as_current_span("job outbox-sweep") as job:
+            await publisher.publish_raw(
+                LOYALTY_POINTS, "C0001234", purchase("swept-1").to_bytes(), parent=stored
+            )
+    finally:
+        await broker.stop()
+
+    [send] = [s for s in exporter.get_finished_spans() if s.kind is SpanKind.PRODUCER]
+    assert send.parent is not None
+    assert (hex_trace(send), f"{send.parent.span_id:016x}") == (UPSTREAM_TRACE, UPSTREAM_SPAN)
+    assert [link.context.span_id for link in send.links] == [job.get_span_context().span_id]
+    [out] = await read(infra["kafka"], prefix + LOYALTY_POINTS.name, 1)
+    headers = {k: v.decode() for k, v in out.headers}
+    assert headers["traceparent"] == f"00-{UPSTREAM_TRACE}-{hex_span(send)}-01"
+    assert headers["tracestate"] == "pos=store-42"
+
+
+@pytest.mark.unit
+def test_a_loyalty_claim_keeps_the_trace_it_was_written_in_for_its_roll_forward() -> None:
+    from services.loyalty.changes import Change
+    from services.loyalty.outbox import OutboxRecord
+
+    tracer, _ = capturing()
+    record = OutboxRecord("points:s-1:earned", "loyalty.points.v1", "C0001234", b"{}")
+    change = Change(customer_id="C0001234", version=3, fields={}, records=[record])
+    with tracer.start_as_current_span("process pos.purchases.v1") as batch:
+        claim = change.claim_document(datetime(2026, 12, 3, tzinfo=UTC))
+    [rolled] = Change.from_claim(claim).records
+    assert rolled == record
+    assert rolled.trace["traceparent"].split("-")[2] == f"{batch.get_span_context().span_id:016x}"
+    untraced = Change.from_claim(change.claim_document(datetime(2026, 12, 3, tzinfo=UTC)))
+    assert untraced.records[0].trace == {}
