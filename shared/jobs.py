@@ -100,7 +100,7 @@ class JobMetrics:
             registry=registry,
         )
         self.last_seconds = Gauge(
-            "huitou_job_last_run_seconds",
+            "huitou_job_last_run_duration_seconds",
             "Duration of the job's last run",
             labels,
             registry=registry,

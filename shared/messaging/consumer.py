@@ -444,12 +444,14 @@ def subscribe_batches(
 
 
 async def _record_lag(consumer: AIOKafkaConsumer, metrics: ConsumerMetrics, prefix: str) -> None:
+    # The high watermark comes with each fetch and the position is the consumer's own, so this
+    # asks the broker nothing once the partitions' positions are known.
+    lags: dict[tuple[str, int], int] = {}
     partition: TopicPartition
     for partition in consumer.assignment():
         highwater = consumer.highwater(partition)
         if highwater is None:
             continue
         position = await consumer.position(partition)
-        metrics.set_lag(
-            partition.topic.removeprefix(prefix), partition.partition, highwater - position
-        )
+        lags[(partition.topic.removeprefix(prefix), partition.partition)] = highwater - position
+    metrics.set_lags(lags)
