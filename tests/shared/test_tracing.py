@@ -399,3 +399,49 @@ def test_a_loyalty_claim_keeps_the_trace_it_was_written_in_for_its_roll_forward(
     assert rolled.trace["traceparent"].split("-")[2] == f"{batch.get_span_context().span_id:016x}"
     untraced = Change.from_claim(change.claim_document(datetime(2026, 12, 3, tzinfo=UTC)))
     assert untraced.records[0].trace == {}
+
+
+@pytest.mark.unit
+def test_a_parked_record_keeps_its_trace_for_the_release() -> None:
+    from datetime import timedelta
+
+    from shared.messaging import Delivery
+    from shared.parking import Parked, delivery_of, parked_document
+
+    headers = (("ce_id", b"r-1"), ("traceparent", UPSTREAM.encode()))
+    delivery = Delivery("pos.returns.v1", 2, 40, b"C0001234", b"{}", headers=headers)
+    doc = parked_document(
+        Parked(delivery, "order:SH001-1", "sale not recorded"),
+        datetime(2026, 12, 3, tzinfo=UTC),
+        timedelta(days=1),
+    )
+    assert delivery_of(doc).trace == {"traceparent": UPSTREAM}
+    untraced = parked_document(
+        Parked(Delivery("pos.returns.v1", 2, 41, None, b"{}"), "order:SH001-1", "no sale"),
+        datetime(2026, 12, 3, tzinfo=UTC),
+        timedelta(days=1),
+    )
+    assert "trace" not in untraced
+    assert delivery_of(untraced).trace == {}
+
+
+@pytest.mark.unit
+async def test_each_job_run_is_a_span_its_publishes_run_inside() -> None:
+    from shared.jobs import JobRunner, PeriodicJob
+    from shared.messaging.tracing import current_carrier
+
+    tracer, exporter = capturing()
+    seen: list[dict[str, str]] = []
+    ran = asyncio.Event()
+
+    async def sweep() -> None:
+        seen.append(current_carrier())
+        ran.set()
+
+    runner = JobRunner([PeriodicJob("outbox-sweep", 60, sweep)], tracer=tracer)
+    await runner.start()
+    await asyncio.wait_for(ran.wait(), 5)
+    await runner.stop()
+    [run] = exporter.get_finished_spans()
+    assert run.name == "job outbox-sweep"
+    assert seen[0]["traceparent"].split("-")[2] == hex_span(run)
