@@ -112,7 +112,7 @@ def parse_metrics(text: str) -> tuple[dict[str, float], dict[str, JobReading]]:
         "huitou_job_last_run_documents_read": "read",
         "huitou_job_last_run_documents_written": "written",
         "huitou_job_last_run_items_due": "due",
-        "huitou_job_last_run_seconds": "seconds",
+        "huitou_job_last_run_duration_seconds": "seconds",
     }
     for family in text_string_to_metric_families(text):
         for s in family.samples:
@@ -120,7 +120,7 @@ def parse_metrics(text: str) -> tuple[dict[str, float], dict[str, JobReading]]:
                 totals["processed"] += s.value
             elif s.name == "huitou_events_dead_lettered_total":
                 totals["dead_lettered"] += s.value
-            elif s.name == "huitou_batch_seconds_sum":
+            elif s.name == "huitou_batch_duration_seconds_sum":
                 totals["batch_seconds"] += s.value
             elif s.name in job_fields:
                 reading = jobs.setdefault(s.labels["job"], JobReading())

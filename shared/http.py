@@ -195,6 +195,9 @@ async def stop_within_deadline(
             seconds=runtime.settings.shutdown_seconds,
         )
     await runtime.mongo.close()
+    if runtime.tracer_provider is not None:
+        # Sends the spans still buffered; bounded by OTEL_BSP_EXPORT_TIMEOUT.
+        await asyncio.to_thread(runtime.tracer_provider.shutdown)
     log.info("service_stopped", service=runtime.service, seconds=time.monotonic() - started)
 
 
@@ -209,7 +212,9 @@ def create_service_app(
     jobs: Sequence[PeriodicJob] = (),
 ) -> FastAPI:
     """A FastAPI app whose lifespan creates indexes, starts consumers and jobs, closes clients."""
-    job_runner = JobRunner(jobs, JobMetrics(runtime.service, runtime.registry))
+    job_runner = JobRunner(
+        jobs, JobMetrics(runtime.service, runtime.registry), tracer=runtime.tracer
+    )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

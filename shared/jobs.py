@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import structlog
+from opentelemetry.trace import Tracer
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from shared.messaging import is_transient
@@ -99,7 +100,7 @@ class JobMetrics:
             registry=registry,
         )
         self.last_seconds = Gauge(
-            "huitou_job_last_run_seconds",
+            "huitou_job_last_run_duration_seconds",
             "Duration of the job's last run",
             labels,
             registry=registry,
@@ -121,11 +122,19 @@ class JobMetrics:
         self.failures.labels(self.service, job).inc()
 
 
-async def _loop(job: PeriodicJob, metrics: JobMetrics | None) -> None:
+async def _run(job: PeriodicJob, tracer: Tracer | None) -> object:
+    if tracer is None:
+        return await job.run()
+    # One span per run, so what the run publishes (outboxes, sweeps) links to it.
+    with tracer.start_as_current_span(f"job {job.name}", attributes={"huitou.job": job.name}):
+        return await job.run()
+
+
+async def _loop(job: PeriodicJob, metrics: JobMetrics | None, tracer: Tracer | None) -> None:
     while True:
         started = time.perf_counter()
         try:
-            result = await job.run()
+            result = await _run(job, tracer)
         except Exception as error:  # noqa: BLE001 - logged; the next tick tries again
             if metrics is not None:
                 metrics.record_failure(job.name)
@@ -143,17 +152,25 @@ async def _loop(job: PeriodicJob, metrics: JobMetrics | None) -> None:
 
 
 class JobRunner:
-    """Runs periodic jobs as background tasks until stopped."""
+    """Runs periodic jobs as background tasks until stopped; each run a span with a tracer."""
 
-    def __init__(self, jobs: Sequence[PeriodicJob], metrics: JobMetrics | None = None) -> None:
+    def __init__(
+        self,
+        jobs: Sequence[PeriodicJob],
+        metrics: JobMetrics | None = None,
+        *,
+        tracer: Tracer | None = None,
+    ) -> None:
         self._jobs = list(jobs)
         self._metrics = metrics
+        self._tracer = tracer
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
         """Start every job's loop."""
         self._tasks = [
-            asyncio.create_task(_loop(j, self._metrics), name=f"job:{j.name}") for j in self._jobs
+            asyncio.create_task(_loop(j, self._metrics, self._tracer), name=f"job:{j.name}")
+            for j in self._jobs
         ]
 
     async def stop(self) -> None:

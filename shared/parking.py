@@ -91,7 +91,7 @@ def position_id(delivery: Delivery) -> str:
 def parked_document(parked: Parked, now: datetime, grace: timedelta) -> Document:
     """The stored form of a parked delivery."""
     d = parked.delivery
-    return {
+    doc: Document = {
         "_id": position_id(d),
         "waiting_for": parked.waiting_for,
         "reason": parked.reason,
@@ -104,17 +104,22 @@ def parked_document(parked: Parked, now: datetime, grace: timedelta) -> Document
         "parked_at": now,
         "dead_at": now + grace,
     }
+    if trace := d.trace:
+        doc["trace"] = dict(trace)  # so the release's batch span links to its arrival
+    return doc
 
 
 def delivery_of(doc: Document) -> Delivery:
     """The delivery a parked document keeps."""
     key = doc.get("key")
+    trace = doc.get("trace") or {}
     return Delivery(
         topic=doc["topic"],
         partition=int(doc["partition"]),
         offset=int(doc["offset"]),
         key=bytes(key) if key is not None else None,
         value=bytes(doc["value"]),
+        headers=tuple((str(name), str(value).encode("ascii")) for name, value in trace.items()),
     )
 
 

@@ -6,10 +6,13 @@ module-level clients anywhere.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from faststream.kafka import KafkaBroker
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.trace import Tracer
 from prometheus_client import CollectorRegistry
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
@@ -28,6 +31,7 @@ from shared.messaging import (
 )
 from shared.settings import ServiceSettings
 from shared.storage import Document, Storage, mongo_client, service_database
+from shared.tracing import tracer_of, tracer_provider
 
 
 @dataclass
@@ -48,6 +52,13 @@ class Runtime:
     processors: list[BatchProcessor] = field(default_factory=list)
     ownership: PartitionOwnership = field(default_factory=PartitionOwnership)
     """Changes with the consumer's partition assignment (see ``shared.caching``)."""
+    tracer_provider: TracerProvider | None = None
+    """Set when the ``OTEL_*`` variables turn tracing on (``shared.tracing``)."""
+
+    @property
+    def tracer(self) -> Tracer | None:
+        """What the service records spans with; None when tracing is off."""
+        return self.publisher.tracer
 
 
 def build_runtime(
@@ -58,18 +69,25 @@ def build_runtime(
     mongo = mongo_client(settings.mongo_uri, app_name=f"huitou-{service}")
     registry = CollectorRegistry()
     db = service_database(mongo, database)
+    provider = tracer_provider(service, os.environ)
     return Runtime(
         service=service,
         settings=settings,
         clock=clock,
         broker=broker,
-        publisher=EventPublisher(broker, topic_prefix=settings.topic_prefix, producer=service),
+        publisher=EventPublisher(
+            broker,
+            topic_prefix=settings.topic_prefix,
+            producer=service,
+            tracer=tracer_of(provider),
+        ),
         mongo=mongo,
         db=db,
         storage=Storage(db),
         registry=registry,
         metrics=ConsumerMetrics(service, registry),
         retry=RetryPolicy(settings.retry_initial_seconds, settings.retry_max_seconds),
+        tracer_provider=provider,
     )
 
 
@@ -82,6 +100,9 @@ def consume(runtime: Runtime, topics: Sequence[Topic], handle: BatchHandler) -> 
         metrics=runtime.metrics,
         clock=runtime.clock,
         retry=runtime.retry,
+        tracer=runtime.tracer,
+        consumer_group=runtime.settings.group(runtime.service),
+        topic_prefix=runtime.settings.topic_prefix,
     )
     subscribe_batches(
         runtime.broker,

@@ -38,6 +38,8 @@ class OutboxRelay:
         sends = []
         for doc in pending:
             messages = doc["outbox"]
+            # The trace of the write that filled it (the running one, when that write sends it).
+            trace = doc.get("outbox_trace") or None
             for key in sorted(messages):
                 message = messages[key]
                 sends.append(
@@ -45,6 +47,7 @@ class OutboxRelay:
                         topic_by_name(message["topic"]),
                         message["key"],
                         message["value"].encode("utf-8"),
+                        parent=trace,
                     )
                 )
         # Started in order, so one key's messages keep their order on its partition.

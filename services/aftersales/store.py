@@ -32,6 +32,7 @@ from services.aftersales.rules import EarlierComplaint, repair_id_of
 from services.aftersales.steps import StaleStep, Steps
 from services.aftersales.tally import Source, Tally, stamp, tally_indexes
 from shared.jobs import JobRun
+from shared.messaging.tracing import current_carrier
 from shared.schedule import DueBuckets, DueCursor
 from shared.storage import Document, IndexSpec, Storage, Update
 
@@ -57,6 +58,7 @@ STORAGE_FIELDS = frozenset(
         "outbox",
         "outbox_at",
         "outbox_bucket",
+        "outbox_trace",
         "seq",
         "work_queue",
         "sla_bucket",
@@ -163,6 +165,12 @@ def _line_of(sale: Document, line: Document) -> Document:
         "purchased_on": sale["purchased_on"],
         "amount_minor": line["amount_minor"],
     }
+
+
+def outbox_trace() -> Document:
+    """The running trace context, kept beside an outbox so a later sweep continues it."""
+    trace = current_carrier()
+    return {"outbox_trace": trace} if trace else {}
 
 
 class AftersalesStore:
@@ -303,6 +311,7 @@ class AftersalesStore:
             fields["sku_month"] = sku_month(ticket["sku"], ticket["opened_at"])
         if ticket.get("outbox"):
             fields["outbox_bucket"] = self.outbox_bucket(now)
+            fields.update(outbox_trace())
         return fields
 
     def _tracking(self, ticket: Document, now: datetime) -> tuple[Document, Document]:
@@ -352,6 +361,7 @@ class AftersalesStore:
         update["$set"].update(tracked)
         if change.outbox:
             update["$set"]["outbox_bucket"] = self.outbox_bucket(now)
+            update["$set"].update(outbox_trace())
         if untracked:
             update["$unset"] = untracked
         return update, figures.change(figures.ticket_counts(ticket), figures.ticket_counts(after))
@@ -367,7 +377,7 @@ class AftersalesStore:
             "work_queue",
             [work_queue(route, s) for s in statuses],
             where=where,
-            projection={"history": 0, "outbox": 0},
+            projection={"history": 0, "outbox": 0, "outbox_trace": 0},
         )
         found.sort(key=lambda t: (not t.get("urgent"), t["opened_at"], t["_id"]))
         return found[:limit]
@@ -385,7 +395,7 @@ class AftersalesStore:
         """Tickets matching conditions, in register order, read one opening day at a time."""
         for day in figures.days(counts, "tickets"):
             cursor = self._storage[TICKETS].find(
-                {"opened_day": day, **conditions}, {"history": 0, "outbox": 0}
+                {"opened_day": day, **conditions}, {"history": 0, "outbox": 0, "outbox_trace": 0}
             )
             docs = [doc async for doc in cursor]
             for doc in sorted(docs, key=lambda t: (t["opened_at"], t["_id"])):
@@ -396,7 +406,9 @@ class AftersalesStore:
     async def pending_outboxes(self, collection: str, doc_ids: Sequence[str]) -> list[Document]:
         """Those of these documents with messages still to publish."""
         found = await self._storage.fetch_by_ids(
-            collection, doc_ids, projection={"outbox": 1, "seq": 1, "outbox_at": 1}
+            collection,
+            doc_ids,
+            projection={"outbox": 1, "seq": 1, "outbox_at": 1, "outbox_trace": 1},
         )
         return [doc for doc in found.values() if doc.get("outbox_at") is not None]
 
@@ -413,7 +425,17 @@ class AftersalesStore:
             if doc.get("seq") is not None:
                 match["seq"] = doc["seq"]
             updates.append(
-                Update(match, {"$unset": {**unset, "outbox_at": "", "outbox_bucket": ""}})
+                Update(
+                    match,
+                    {
+                        "$unset": {
+                            **unset,
+                            "outbox_at": "",
+                            "outbox_bucket": "",
+                            "outbox_trace": "",
+                        }
+                    },
+                )
             )
         return (await self._storage.update_each(collection, updates)).modified
 
@@ -426,7 +448,7 @@ class AftersalesStore:
             "outbox_bucket",
             keys,
             where={"outbox_at": {"$lt": before}},
-            projection={"outbox": 1, "seq": 1, "outbox_at": 1},
+            projection={"outbox": 1, "seq": 1, "outbox_at": 1, "outbox_trace": 1},
         )
 
     # --- quality alerts -------------------------------------------------------
@@ -473,6 +495,7 @@ class AftersalesStore:
                 f"outbox.{message_key}": message,
                 "outbox_at": now,
                 "outbox_bucket": self.outbox_bucket(now),
+                **outbox_trace(),
                 "seq": seq + 1,
             },
             "$push": {"alerts": alert},

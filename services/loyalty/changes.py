@@ -28,6 +28,7 @@ the same ids and never loses one.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -55,6 +56,7 @@ from services.loyalty.store import (
 )
 from shared.clock import Clock
 from shared.jobs import JobRun
+from shared.messaging.tracing import current_carrier
 from shared.schedule import DueCursor
 from shared.storage import Document, Update, pack
 
@@ -94,7 +96,7 @@ class Change:
             "due": [[collection, doc] for collection, doc in self.due],
             "records": [r.to_document() for r in self.records],
         }
-        return {
+        claim = {
             "_id": self.claim_id,
             "customer_id": self.customer_id,
             "version": self.version + 1,
@@ -102,11 +104,15 @@ class Change:
             "prune_bucket": HOURS.key(claimed_at),
             "change": json_util.dumps(body),
         }
+        if trace := current_carrier():
+            claim["trace"] = trace  # a roll-forward's publishes continue the writing batch
+        return claim
 
     @classmethod
     def from_claim(cls, claim: Document) -> Change:
         """The change a claim holds (to roll it forward)."""
         body = json_util.loads(claim["change"])
+        trace = {str(k): str(v) for k, v in (claim.get("trace") or {}).items()}
         return cls(
             customer_id=claim["customer_id"],
             version=int(claim["version"]) - 1,
@@ -116,7 +122,10 @@ class Change:
             returns=[(order_id, doc) for order_id, doc in body["returns"]],
             tier_changes=body["tier_changes"],
             due=[(collection, doc) for collection, doc in body["due"]],
-            records=[OutboxRecord.from_document(r) for r in body["records"]],
+            records=[
+                dataclasses.replace(OutboxRecord.from_document(r), trace=trace)
+                for r in body["records"]
+            ],
         )
 
 

@@ -7,8 +7,8 @@ was given when the state changed, so a re-publish is a duplicate consumers drop.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from aiokafka import AIOKafkaProducer
@@ -26,12 +26,17 @@ from shared.storage import Document
 
 @dataclass(frozen=True)
 class OutboxRecord:
-    """One record to publish: topic (contract name), key, value (None: a tombstone)."""
+    """One record to publish: topic (contract name), key, value (None: a tombstone).
+
+    ``trace`` is the trace context of the batch that wrote it, kept with its claim, so a
+    roll-forward publishing it later continues that batch's trace.
+    """
 
     event_id: str
     topic: str
     key: str
     value: bytes | None
+    trace: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     def to_document(self) -> Document:
         return {
@@ -95,7 +100,9 @@ class KafkaRecordPublisher:
     async def _publish(self, record: OutboxRecord) -> None:
         topic: Topic = topic_by_name(record.topic)
         if record.value is not None:
-            await self._publisher.publish_raw(topic, record.key, record.value)
+            await self._publisher.publish_raw(
+                topic, record.key, record.value, parent=record.trace or None
+            )
             return
         if self._producer is None:
             raise ConnectionError("tombstone producer not started")

@@ -215,16 +215,24 @@ class CustomerRecords:
         cut = intent.get("cuts")
         used = (int(cut[0]), int(cut[1]), int(cut[2])) if cut else None
         await self.tallies.record({write_id: delta}, {write_id: used}, self.clock.now())
-        sent = await self.publish(found.values())
+        trace = {str(k): str(v) for k, v in (intent.get("trace") or {}).items()}
+        sent = await self.publish(found.values(), parent=trace or None)
         await self.store.close_intents([write_id])
         return sent
 
-    async def publish(self, records: Iterable[Customer]) -> int:
-        """Publish the queued changes of these records (waiting for the broker); how many."""
+    async def publish(
+        self, records: Iterable[Customer], *, parent: Mapping[str, str] | None = None
+    ) -> int:
+        """Publish the queued changes of these records (waiting for the broker); how many.
+
+        ``parent`` is the trace a recovered write's intent kept; else the running span's.
+        """
         events = [(r.customer_id, event) for r in records for event in r.outbox]
         await asyncio.gather(
             *(
-                self.publisher.publish_raw(PROFILE_CUSTOMER_CHANGED, cid, event.encode("utf-8"))
+                self.publisher.publish_raw(
+                    PROFILE_CUSTOMER_CHANGED, cid, event.encode("utf-8"), parent=parent
+                )
                 for cid, event in events
             )
         )

@@ -24,6 +24,7 @@ from services.profile.distribution import CutPoints, band_of
 from services.profile.stats import Stats
 from services.profile.tallies import DELTAS, tally_keys
 from shared.caching import OwnedDocuments
+from shared.messaging.tracing import current_carrier
 from shared.schedule import DueBuckets, DueCursor
 from shared.storage import Document, IndexSpec, Storage, as_bytes, from_bytes, pack, unpack
 from shared.versions import VersionedDocuments, VersionedWrite, version_claim_indexes
@@ -389,15 +390,16 @@ class ProfileStore:
     ) -> None:
         """Note, before writing them, the records whose changes and deltas are about to go out."""
         due = INTENT_BUCKETS.key_for(now + INTENT_GRACE, now)
-        await self.storage[INTENTS].insert_one(
-            {
-                "_id": write_id,
-                "customers": list(customer_ids),
-                "cuts": list(cuts) if cuts else None,
-                "at": now,
-                "due_bucket": due,
-            }
-        )
+        intent: Document = {
+            "_id": write_id,
+            "customers": list(customer_ids),
+            "cuts": list(cuts) if cuts else None,
+            "at": now,
+            "due_bucket": due,
+        }
+        if trace := current_carrier():
+            intent["trace"] = trace  # a recovery's publishes continue the writing batch's trace
+        await self.storage[INTENTS].insert_one(intent)
 
     async def close_intents(self, write_ids: Sequence[str]) -> None:
         """The changes of these writes are published: their records' outboxes may be cleared."""

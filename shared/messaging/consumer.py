@@ -22,7 +22,7 @@ import contextlib
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -39,6 +39,7 @@ from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from faststream.kafka.subscriber.usecase import BatchSubscriber
+from opentelemetry.trace import Tracer
 from pymongo.errors import ConnectionFailure, OperationFailure
 
 from shared.caching import PartitionOwnership
@@ -47,6 +48,13 @@ from shared.contracts import ContractError, DeadLetter, Event, Topic, decode, dl
 from shared.contracts.dead_letter import FALLBACK_PAYLOAD_LIMIT_BYTES, PAYLOAD_LIMIT_BYTES
 from shared.messaging.metrics import ConsumerMetrics
 from shared.messaging.publisher import EventPublisher
+from shared.messaging.tracing import (
+    DEAD_LETTERED,
+    Carrier,
+    RecordHeaders,
+    batch_span,
+    trace_carrier,
+)
 from shared.settings import ServiceSettings
 
 T = TypeVar("T")
@@ -55,13 +63,23 @@ log = structlog.get_logger("huitou.consumer")
 
 @dataclass(frozen=True)
 class Delivery:
-    """One record as it came off the broker (topic without the deployment prefix)."""
+    """One record as it came off the broker (topic without the deployment prefix).
+
+    ``headers`` are the record's own, as the broker gave them; only the trace context
+    among them is ever read (``trace``).
+    """
 
     topic: str
     partition: int
     offset: int
     key: bytes | None
     value: bytes
+    headers: RecordHeaders = field(default=(), compare=False)
+
+    @property
+    def trace(self) -> Carrier:
+        """The W3C trace context the record arrived with (empty when it carries none)."""
+        return trace_carrier(self.headers)
 
 
 @dataclass(frozen=True)
@@ -148,6 +166,9 @@ class BatchProcessor:
         metrics: ConsumerMetrics,
         clock: Clock,
         retry: RetryPolicy | None = None,
+        tracer: Tracer | None = None,
+        consumer_group: str | None = None,
+        topic_prefix: str = "",
     ) -> None:
         self.service = service
         self._handle = handle
@@ -157,6 +178,10 @@ class BatchProcessor:
         self._retry = retry or RetryPolicy()
         self._dlq = dlq_topic(service)
         self._stopping = asyncio.Event()
+        # A batch span names the group and the physical topics, as the broker knows them.
+        self._tracer = tracer
+        self._group = consumer_group or service
+        self._prefix = topic_prefix
 
     @property
     def handler(self) -> BatchHandler:
@@ -176,7 +201,14 @@ class BatchProcessor:
         """Handle one batch; returns only when its work and dead letters are durable.
 
         ``count_processed=False`` for deliveries counted once already (parked ones released).
+        With a tracer the batch is one CONSUMER span; what the handler publishes is its child.
         """
+        with batch_span(self._tracer, deliveries, group=self._group, prefix=self._prefix) as span:
+            rejected = await self._process(deliveries, count_processed=count_processed)
+            if span is not None and rejected:
+                span.set_attribute(DEAD_LETTERED, rejected)
+
+    async def _process(self, deliveries: Sequence[Delivery], *, count_processed: bool) -> int:
         started = time.perf_counter()
         inbound: list[Inbound] = []
         rejected: list[Rejection] = []
@@ -189,7 +221,7 @@ class BatchProcessor:
         rejected.extend(rejected_by_handler)
         await self.dead_letter(rejected)
         if not count_processed:
-            return
+            return len(rejected)
 
         refused = {(r.delivery.topic, r.delivery.partition, r.delivery.offset) for r in rejected}
         done = Counter(
@@ -200,6 +232,7 @@ class BatchProcessor:
         for topic, n in done.items():
             self._metrics.count_processed(topic, n)
         self._metrics.observe_batch(time.perf_counter() - started)
+        return len(rejected)
 
     async def _handle_isolating_poison(self, inbound: list[Inbound]) -> list[Rejection]:
         if not inbound:
@@ -275,7 +308,11 @@ class BatchProcessor:
                     raise ShuttingDown(f"{action} not retried: the service is stopping") from error
 
     async def dead_letter(self, rejections: Sequence[Rejection]) -> None:
-        """Publish the dead letters of these deliveries (retried until the broker takes them)."""
+        """Publish the dead letters of these deliveries (retried until the broker takes them).
+
+        A dead letter continues its record's trace: its ``traceparent`` is a child of the
+        record's own (the record's own as it is when tracing is off).
+        """
         if not rejections:
             return
         now = self._clock.now()
@@ -291,9 +328,11 @@ class BatchProcessor:
             )
 
         async def publish(rejection: Rejection, letter: DeadLetter) -> None:
-            key = rejection.delivery.key
+            key, original = rejection.delivery.key, rejection.delivery.trace
             try:
-                await self._publisher.publish_raw(self._dlq, key, letter.to_bytes())
+                await self._publisher.publish_raw(
+                    self._dlq, key, letter.to_bytes(), parent=original
+                )
             except MessageSizeTooLargeError:
                 # The topic takes less than the contract's size: keep less of the record
                 # rather than stall the partition on it.
@@ -306,7 +345,9 @@ class BatchProcessor:
                     kept_bytes=FALLBACK_PAYLOAD_LIMIT_BYTES,
                     payload_bytes=smaller.payload_bytes,
                 )
-                await self._publisher.publish_raw(self._dlq, key, smaller.to_bytes())
+                await self._publisher.publish_raw(
+                    self._dlq, key, smaller.to_bytes(), parent=original
+                )
 
         async def publish_all() -> None:
             await asyncio.gather(*(publish(r, letter) for r, letter in letters))
@@ -386,6 +427,7 @@ def subscribe_batches(
                 offset=r.offset,
                 key=r.key,
                 value=r.value if r.value is not None else b"",
+                headers=r.headers,
             )
             for r in records
         ]
@@ -402,12 +444,14 @@ def subscribe_batches(
 
 
 async def _record_lag(consumer: AIOKafkaConsumer, metrics: ConsumerMetrics, prefix: str) -> None:
+    # The high watermark comes with each fetch and the position is the consumer's own, so this
+    # asks the broker nothing once the partitions' positions are known.
+    lags: dict[tuple[str, int], int] = {}
     partition: TopicPartition
     for partition in consumer.assignment():
         highwater = consumer.highwater(partition)
         if highwater is None:
             continue
         position = await consumer.position(partition)
-        metrics.set_lag(
-            partition.topic.removeprefix(prefix), partition.partition, highwater - position
-        )
+        lags[(partition.topic.removeprefix(prefix), partition.partition)] = highwater - position
+    metrics.set_lags(lags)

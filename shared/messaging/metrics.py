@@ -30,7 +30,7 @@ class ConsumerMetrics:
             registry=registry,
         )
         self.batch_seconds = Histogram(
-            "huitou_batch_seconds",
+            "huitou_batch_duration_seconds",
             "Time to handle one batch, retries included",
             ["service"],
             registry=registry,
@@ -42,6 +42,7 @@ class ConsumerMetrics:
             ["service", "topic", "partition"],
             registry=registry,
         )
+        self._lagging: set[tuple[str, int]] = set()
 
     def count_processed(self, topic: str, n: int = 1) -> None:
         self.processed.labels(self.service, topic).inc(n)
@@ -57,6 +58,18 @@ class ConsumerMetrics:
 
     def set_lag(self, topic: str, partition: int, lag: int) -> None:
         self.lag.labels(self.service, topic, str(partition)).set(lag)
+
+    def set_lags(self, lags: dict[tuple[str, int], int]) -> None:
+        """The lag of every partition assigned now; those no longer assigned drop out.
+
+        Another instance reports a partition this one lost, so keeping its last value here
+        would count it twice.
+        """
+        for topic, partition in self._lagging - lags.keys():
+            self.lag.remove(self.service, topic, str(partition))
+        for (topic, partition), lag in lags.items():
+            self.set_lag(topic, partition, lag)
+        self._lagging = set(lags)
 
     def totals(self) -> dict[str, float]:
         """Totals over all topics, for summaries and tests."""

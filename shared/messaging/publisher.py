@@ -7,9 +7,11 @@ import logging
 from collections.abc import Sequence
 
 from faststream.kafka import KafkaBroker
+from opentelemetry.trace import Tracer
 
 from shared.contracts import DEAD_LETTER_MAX_MESSAGE_BYTES, Event, Topic
 from shared.messaging.cloudevents import cloudevent_headers, event_source
+from shared.messaging.tracing import Carrier, send_span, sent_to
 
 
 def make_broker(bootstrap: str, *, client_id: str) -> KafkaBroker:
@@ -31,15 +33,23 @@ class EventPublisher:
     """Publishes contract events to their topics, keyed by their partition key.
 
     Every event carries its CloudEvents attributes as headers (``shared.messaging.cloudevents``);
-    ``producer`` names the service or tool in their ``ce_source``.
+    ``producer`` names the service or tool in their ``ce_source``. With a ``tracer`` every
+    publish is a PRODUCER span whose W3C context goes in the headers too
+    (``shared.messaging.tracing``).
     """
 
     def __init__(
-        self, broker: KafkaBroker, *, topic_prefix: str = "", producer: str = "tools"
+        self,
+        broker: KafkaBroker,
+        *,
+        topic_prefix: str = "",
+        producer: str = "tools",
+        tracer: Tracer | None = None,
     ) -> None:
         self._broker = broker
         self._prefix = topic_prefix
         self._source = event_source(producer)
+        self.tracer = tracer
 
     def topic_name(self, topic: Topic | str) -> str:
         """The physical name of a contract topic (with the deployment's prefix)."""
@@ -56,11 +66,27 @@ class EventPublisher:
             *(self.publish_raw(t, e.partition_key(), e.to_bytes()) for t, e in items)
         )
 
-    async def publish_raw(self, topic: Topic | str, key: str | bytes | None, value: bytes) -> None:
-        """Publish bytes as they are (outboxes, the replay tool and dead letters need this)."""
+    async def publish_raw(
+        self,
+        topic: Topic | str,
+        key: str | bytes | None,
+        value: bytes,
+        *,
+        parent: Carrier | None = None,
+    ) -> None:
+        """Publish bytes as they are (outboxes, the replay tool and dead letters need this).
+
+        ``parent`` is the trace context the record continues (an outbox entry's stored one, a
+        dead letter's original record's); without it, whatever span runs now.
+        """
         raw_key = key.encode() if isinstance(key, str) else key
         name = topic if isinstance(topic, str) else topic.name
-        headers = cloudevent_headers(name, self._source, value)
-        await self._broker.publish(
-            value, self.topic_name(topic), key=raw_key, headers=dict(headers) or None
-        )
+        physical = self.topic_name(topic)
+        headers = dict(cloudevent_headers(name, self._source, value))
+        if self.tracer is None and not parent:
+            await self._broker.publish(value, physical, key=raw_key, headers=headers or None)
+            return
+        with send_span(self.tracer, physical, parent=parent) as (span, trace_headers):
+            headers.update(trace_headers)
+            sent = await self._broker.publish(value, physical, key=raw_key, headers=headers or None)
+            sent_to(span, sent)

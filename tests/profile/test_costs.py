@@ -526,7 +526,9 @@ async def test_a_write_meeting_one_still_publishing_leaves_its_changes_to_it(
     publishing = asyncio.Event()
 
     class SlowBroker:
-        async def publish_raw(self, topic: object, key: str, value: bytes) -> None:
+        async def publish_raw(
+            self, topic: object, key: str, value: bytes, *, parent: object = None
+        ) -> None:
             sent.append(json.loads(value)["event_id"])
             publishing.set()
             await asyncio.sleep(0.5)

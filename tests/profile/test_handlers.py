@@ -172,7 +172,9 @@ async def test_invalid_phone_or_birthday_is_dead_lettered_with_a_clear_error(
 class BrokerDown(EventPublisher):
     """A publisher whose broker is unreachable."""
 
-    async def publish_raw(self, topic: Topic | str, key: str | bytes | None, value: bytes) -> None:
+    async def publish_raw(
+        self, topic: Topic | str, key: str | bytes | None, value: bytes, *, parent: object = None
+    ) -> None:
         raise KafkaConnectionError("broker down")
 
 

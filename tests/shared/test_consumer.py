@@ -37,7 +37,9 @@ class RecordingPublisher:
     def __init__(self) -> None:
         self.sent: list[tuple[str, bytes | str | None, bytes]] = []
 
-    async def publish_raw(self, topic: Any, key: bytes | str | None, value: bytes) -> None:
+    async def publish_raw(
+        self, topic: Any, key: bytes | str | None, value: bytes, *, parent: object = None
+    ) -> None:
         self.sent.append((topic.name, key, value))
 
 

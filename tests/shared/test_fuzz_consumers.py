@@ -63,7 +63,9 @@ class RecordingPublisher:
     def __init__(self) -> None:
         self.letters: list[DeadLetter] = []
 
-    async def publish_raw(self, topic: Any, key: bytes | str | None, value: bytes) -> None:
+    async def publish_raw(
+        self, topic: Any, key: bytes | str | None, value: bytes, *, parent: object = None
+    ) -> None:
         self.letters.append(DeadLetter.from_bytes(value))
 
 
