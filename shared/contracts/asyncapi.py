@@ -166,8 +166,8 @@ def _headers(topic: topics.Topic) -> Schema:
     # CloudEvents 1.0 in Kafka's binary content mode (shared/messaging/cloudevents.py).
     return {
         "type": "object",
-        "description": "CloudEvents 1.0 attributes (Kafka binary content mode); absent on a "
-        "tombstone and on a malformed record a tool forwards on purpose.",
+        "description": "CloudEvents 1.0 attributes (Kafka binary content mode), absent on a "
+        "tombstone and on a malformed record a tool forwards on purpose; W3C trace context.",
         "properties": {
             "ce_specversion": {"const": SPEC_VERSION},
             "ce_id": {"type": "string", "description": "The event's event_id."},
@@ -183,6 +183,12 @@ def _headers(topic: topics.Topic) -> Schema:
                 "description": "The event's occurred_at.",
             },
             "content-type": {"const": CONTENT_TYPE},
+            "traceparent": {
+                "type": "string",
+                "description": "W3C Trace Context of the span that published it, when tracing "
+                "is on (docs/observability.md); a dead letter keeps its record's.",
+            },
+            "tracestate": {"type": "string", "description": "W3C Trace Context vendor state."},
         },
     }
 
