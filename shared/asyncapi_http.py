@@ -38,7 +38,7 @@ th { background: #f4f5f7; } dt { font-weight: 600; } dd { margin: 0 0 .4rem 1rem
 """
 
 _YAML: dict[int | str, dict[str, Any]] = {
-    200: {"content": {"application/yaml": {"schema": {"type": "string"}}}}
+    200: {"content": {"application/yaml": {"schema": {"type": "object"}}}}
 }
 _JSON: dict[int | str, dict[str, Any]] = {
     200: {"content": {"application/json": {"schema": {"type": "object"}}}}
