@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from services.aftersales.api import aftersales_router
 from services.aftersales.handlers import SUBSCRIBED_TOPICS, on_batch, sales_known
 from services.aftersales.jobs import figures_folder, outbox_sweeper, sla_watcher
+from services.aftersales.learning import LearnedRouting, routing_refresher
 from services.aftersales.outbox import OutboxRelay
 from services.aftersales.policy import AftersalesPolicy, load_policy
 from services.aftersales.settings import AftersalesSettings
@@ -48,8 +49,11 @@ def build_app(
         apply_when_out_of_time=True,
     )
     vault = settings.text_vault()
+    routing = LearnedRouting(store, policy.classification)
     processor = consume(
-        runtime, SUBSCRIBED_TOPICS, on_batch(store, relay, policy, clock, parking, vault=vault)
+        runtime,
+        SUBSCRIBED_TOPICS,
+        on_batch(store, relay, policy, clock, parking, vault=vault, routing=routing),
     )
     ready = sales_known(store)
     every = settings.watch_every_seconds
@@ -58,7 +62,8 @@ def build_app(
             "aftersales-parking",
             settings.parking_every_seconds,
             lambda: parking.sweep(processor, ready),
-        )
+        ),
+        routing_refresher(routing),
     ]
     if run_watcher:
         jobs += [
@@ -69,6 +74,7 @@ def build_app(
 
     async def prepare() -> None:
         await store.prepare(clock.now())
+        await routing.refresh()
 
     app = create_service_app(
         runtime,
@@ -83,4 +89,5 @@ def build_app(
     app.state.relay = relay
     app.state.policy = policy
     app.state.parking = parking
+    app.state.routing = routing
     return app

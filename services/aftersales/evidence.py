@@ -223,12 +223,13 @@ def with_lessons(evidence: Evidence, lessons: Iterable[Lesson]) -> Evidence:
 
 
 def score(found: Features, evidence: Evidence) -> Scores:
-    """Each category's evidence: what its features say for it (log odds), never against.
+    """Each category's evidence: what its features say for it (scaled log odds), never against.
 
     Only what speaks for a category counts, so a text with two problems scores high for
     both and is seen as ambiguous, instead of each problem's words cancelling the other's.
     """
     size = len(evidence.categories)
+    unit = math.log(size) if size > 1 else 1.0
     total: dict[ComplaintCategory, float] = dict.fromkeys(evidence.categories, 0.0)
     by_feature: dict[ComplaintCategory, dict[str, float]] = {c: {} for c in evidence.categories}
     for feature, weight in found.items():
@@ -238,7 +239,9 @@ def score(found: Features, evidence: Evidence) -> Scores:
             continue
         for category in evidence.categories:
             share = (per.get(category, 0.0) + SMOOTHING) / (seen + SMOOTHING * size)
-            added = weight * math.log(share * size)
+            # In units of the most one feature can add (log of the category count), so
+            # thresholds mean the same with 2 categories as with 7.
+            added = weight * (math.log(share * size) / unit if size > 1 else 1.0)
             if added > 0:
                 total[category] += added
                 by_feature[category][feature] = added

@@ -30,6 +30,8 @@ HEADLINE = (
     "open",
     "urgent",
     "in_triage",
+    "triaged_at_intake",
+    "rerouted",
     "sla_breached",
     "resolved",
     "reopened",
@@ -73,6 +75,10 @@ def ticket_counts(ticket: Mapping[str, Any]) -> Counter[str]:
         names.append("urgent")
     if is_open and ticket["route"] == "triage":
         names.append("in_triage")
+    if ticket.get("intake_route") == "triage":
+        names.append("triaged_at_intake")
+    if ticket.get("rerouted"):
+        names.append("rerouted")
     if ticket.get("sla_breaches"):
         names.append("sla_breached")
     if status in DONE_STATUSES:

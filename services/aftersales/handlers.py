@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 
 import structlog
 
+from services.aftersales.learning import LearnedRouting
 from services.aftersales.lifecycle import open_ticket, outbox_message
 from services.aftersales.outbox import OutboxRelay
 from services.aftersales.policy import AftersalesPolicy
@@ -23,6 +24,7 @@ from services.aftersales.privacy import (
 )
 from services.aftersales.rules import (
     EarlierComplaint,
+    RoutingModel,
     classify,
     is_repeat,
     urgency,
@@ -107,12 +109,15 @@ def on_batch(
     parking: ParkingLot | None = None,
     *,
     vault: FieldVault | None = None,
+    routing: LearnedRouting | None = None,
 ) -> BatchHandler:
     """The batch handler: record sales, open one ticket per complaint, forget the erased, publish.
 
     With ``parking``, a complaint naming an order whose sale is not known yet waits for it
     (at most the lot's grace period) so that its ticket has the sale's SKU and date. With
     ``vault``, a ticket keeps its complaint's original text sealed beside the redacted one.
+    With ``routing``, complaints are routed with what staff taught (``learning``); without,
+    with the policy's seed evidence alone.
 
     An erasure (profile's ``erased``) leaves a tombstone first, so a complaint of the
     customer read in the same batch or later opens forgotten, then forgets the free text
@@ -150,8 +155,17 @@ def on_batch(
             await store.remember_erased(sorted(erased), now)
         await store.record_sales(sales, now)
         if complaints:
+            model = routing.model if routing is not None else None
             await _take_complaints(
-                store, relay, policy, parking, vault, list(complaints.values()), delivered, now
+                store,
+                relay,
+                policy,
+                parking,
+                vault,
+                list(complaints.values()),
+                delivered,
+                now,
+                model,
             )
         if erased:
             await forget_customers(store, relay, sorted(erased), now)
@@ -171,11 +185,12 @@ async def _take_complaints(
     complaints: Sequence[Complaint],
     delivered: dict[str, Delivery],
     now: datetime,
+    model: RoutingModel | None = None,
 ) -> None:
     """Open (or park) the tickets of these complaints, raise quality alerts, publish."""
     may_wait = parking is not None and parking.may_park()
     tickets, waiting, erased = await _open_tickets(
-        store, policy, complaints, now, may_wait=may_wait
+        store, policy, complaints, now, may_wait=may_wait, model=model
     )
     if vault is not None:
         originals = {c.complaint_id: c.text for c in complaints}
@@ -242,6 +257,8 @@ async def forget_customers(
             seq = int((updated or ticket).get("seq", 0))
             await store.forget_step_claims(str(ticket["_id"]), seq)
         await store.forget_repairs([str(t["_id"]) for t in tickets], now)
+        if any(t.get("learned") for t in tickets):
+            await store.lessons_changed(now)  # their lessons went with their texts
         log.info("customer_forgotten", customer_id=customer_id, tickets=len(tickets))
     return forgotten
 
@@ -283,6 +300,7 @@ async def _open_tickets(
     now: datetime,
     *,
     may_wait: bool,
+    model: RoutingModel | None = None,
 ) -> tuple[list[Document], list[Complaint], set[str]]:
     """The tickets of these complaints, those that wait for their sale, the erased customers."""
     rules = policy.classification
@@ -306,7 +324,7 @@ async def _open_tickets(
         sku, purchase_date = _from_the_order(complaint, orders.get(complaint.order_id or "", []))
         ticket = open_ticket(
             complaint,
-            classify(complaint, rules),
+            classify(complaint, rules, model),
             urgency(complaint, rules, repeated=repeated),
             policy,
             received_at=now,

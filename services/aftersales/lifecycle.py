@@ -9,7 +9,7 @@ the ticket id, the status and the step's sequence number).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -216,6 +216,7 @@ def open_ticket(
         "category_hint": complaint.category,
         "category": classification.category,
         "route": classification.route,
+        "intake_route": classification.route,
         "classification_reason": classification.reason,
         "urgent": urgency.urgent,
         "urgency_signals": list(urgency.signals),
@@ -320,8 +321,14 @@ def reroute(
     category: ComplaintCategory | None,
     by: str,
     now: datetime,
+    lesson: Mapping[str, Any] | None = None,
 ) -> TicketUpdate:
-    """A person routes a ticket (typically from triage) to a department's queue."""
+    """A person routes a ticket (typically from triage) to a department's queue.
+
+    ``lesson`` is what the router learns from this decision (``learning.lesson_of``): kept
+    on the ticket, so it is written with the step, once, and forgotten with the ticket's
+    text. Routing back to triage teaches nothing and withdraws an earlier lesson.
+    """
     _require_status(ticket, OPEN_STATUSES, "route")
     if route == ticket["route"] and category == ticket.get("category"):
         raise TransitionError(f"ticket is already routed to {route}")
@@ -332,7 +339,14 @@ def reroute(
     history, outbox = _record(
         ticket, [step], [(department_topic(route), _routed_message(changed, seq, now))]
     )
-    fields = {"route": route, "category": category, "classification_reason": reason}
+    fields: Document = {
+        "route": route,
+        "category": category,
+        "classification_reason": reason,
+        "rerouted": True,
+        "learned": lesson is not None,
+        "lesson": dict(lesson) if lesson is not None else None,
+    }
     if ticket["status"] in ("opened", "routed"):
         fields["status"] = "routed"
     return TicketUpdate(ticket["_id"], ticket["seq"], fields, history, outbox)

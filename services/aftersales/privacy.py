@@ -89,6 +89,9 @@ def forget_ticket(ticket: Mapping[str, Any], now: datetime) -> Document:
         TEXT_FIELD: ERASED,
         "forgotten": True,
         "forgotten_at": now,
+        # What the router learned from this ticket's text goes with it.
+        "learned": False,
+        "lesson": None,
         "seq": int(ticket.get("seq", 0)) + 1,
         "history": [
             _forget_changes(entry, entry.get("status")) for entry in ticket.get("history") or []

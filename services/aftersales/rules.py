@@ -80,7 +80,7 @@ def matched_keywords(text: str, keywords: Sequence[str]) -> tuple[str, ...]:
 # than the best category of any other route, and that rival has under this share of its
 # score (two problems of two departments: a person decides); otherwise triage.
 MIN_SCORE = 0.5
-MIN_MARGIN = 0.4
+MIN_MARGIN = 0.2
 RIVAL_SHARE = 0.6
 
 

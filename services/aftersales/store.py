@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
+from uuid import uuid4
 
 from pymongo.errors import DuplicateKeyError
 
@@ -45,6 +46,7 @@ QUALITY_ALERTS = "quality_alerts"
 TICKET_STEPS = "ticket_steps"
 ALERT_STEPS = "alert_steps"
 ERASED_CUSTOMERS = "erased_customers"
+ROUTING_STATE = "routing_state"
 """One tombstone per customer profile erased: their later complaints open forgotten."""
 OUTBOX_COLLECTIONS = (TICKETS, QUALITY_ALERTS)
 
@@ -68,6 +70,8 @@ STORAGE_FIELDS = frozenset(
         "tally",
         "tally_minute",
         "tally_hour",
+        "learned",
+        "lesson",
         SEALED_TEXT,
     }
 )
@@ -81,6 +85,7 @@ INDEXES = (
     IndexSpec(TICKETS, [("sku_month", 1)], name="ticket_sku_month"),
     IndexSpec(TICKETS, [("sla_bucket", 1)], name="ticket_sla_bucket"),
     IndexSpec(TICKETS, [("outbox_bucket", 1)], name="ticket_outbox_bucket"),
+    IndexSpec(TICKETS, [("learned", 1)], name="ticket_learned"),
     *tally_indexes(TICKETS),
     *tally_indexes(TICKET_STEPS),
     IndexSpec(QUALITY_ALERTS, [("outbox_bucket", 1)], name="alert_outbox_bucket"),
@@ -581,6 +586,25 @@ class AftersalesStore:
             ERASED_CUSTOMERS, customer_ids, projection={"_id": 1}
         )
         return {str(cid) for cid in found}
+
+    # --- what the router learned ----------------------------------------------
+
+    async def lessons(self) -> list[Document]:
+        """The lessons of every ticket a person routed (bounded by corrections, not history)."""
+        return await self._storage.find_by_values(
+            TICKETS, "learned", [True], projection={"lesson": 1}
+        )
+
+    async def lessons_generation(self) -> str | None:
+        """A token that changes whenever a lesson is added or withdrawn."""
+        doc = await self._storage[ROUTING_STATE].find_one({"_id": "lessons"})
+        return str(doc["generation"]) if doc else None
+
+    async def lessons_changed(self, now: datetime) -> None:
+        """Tell every instance to reload the lessons (a fresh token, never a counter)."""
+        await self._storage.upsert_one(
+            ROUTING_STATE, {"_id": "lessons"}, {"$set": {"generation": uuid4().hex, "at": now}}
+        )
 
     async def tickets_of(self, customer_id: str) -> list[Document]:
         """Every ticket of a customer, whole."""
