@@ -43,7 +43,7 @@ Hook = Callable[[], Awaitable[None]]
 # What a service route may answer besides its result, the same for every route: a body that
 # is not JSON (400), the token (401, 503), the caller's role, stores or departments (403),
 # the thing asked for (404), its state (409), the body's size (413), a malformed request or
-# one breaking a rule (422: a message, or FastAPI's list of problems).
+# one breaking a rule (422, with ``errors`` when malformed), an unexpected error (500).
 SERVICE_ERRORS: dict[int, str] = {
     400: "The request body is not valid JSON",
     401: "No valid bearer token",
@@ -52,6 +52,7 @@ SERVICE_ERRORS: dict[int, str] = {
     409: "The current state does not allow this",
     413: "Request body larger than HUITOU_HTTP_MAX_BODY_BYTES",
     422: "The request is malformed or breaks a rule",
+    500: "An unexpected error; what went wrong is in the service's log, not in the answer",
     503: "The identity provider's signing keys cannot be fetched; try again",
 }
 
