@@ -8,13 +8,13 @@ redacted, and as ``[erased]`` once the customer's profile is erased
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Literal
+from typing import Literal, Self
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, model_validator
 
 from services.aftersales.warranty import Decision
 from shared.contracts import ComplaintCategory, ComplaintChannel, Route, TicketStatus
-from shared.http import ResponseBody
+from shared.http import Instant, ResponseBody
 
 
 class AftersalesFigures(ResponseBody):
@@ -40,15 +40,25 @@ class TicketStep(ResponseBody):
 
     seq: int
     status: TicketStatus
-    at: datetime
+    at: Instant
     by: str
+
+    @model_validator(mode="after")
+    def _moments_changed_as_written(self) -> Self:
+        # What a step changed is not declared, so its moments are not Instants: kept as
+        # isoformat() writes them, like every other moment of a ticket.
+        changed = self.__pydantic_extra__ or {}
+        for key, value in changed.items():
+            if isinstance(value, datetime):
+                changed[key] = value.isoformat()
+        return self
 
 
 class Escalation(ResponseBody):
     """An escalation: at intake (urgent) or by the SLA watcher (``kind`` names the breach)."""
 
     kind: str
-    at: datetime
+    at: Instant
     reason: str
 
 
@@ -62,7 +72,7 @@ class ResolutionRound(ResponseBody):
     customer_satisfied: bool | None
     final_offer: str | None
     round: int
-    at: datetime
+    at: Instant
     by: str
     loyalty_command_id: str | None
 
@@ -73,7 +83,7 @@ class SurveyAnswer(ResponseBody):
     score: int
     satisfied: bool
     comment: str | None
-    at: datetime
+    at: Instant
     by: str
 
 
@@ -104,13 +114,13 @@ class Ticket(ResponseBody):
     urgency_signals: list[str]
     severity: Literal["urgent", "normal"]
     status: TicketStatus
-    opened_at: datetime
-    received_at: datetime
-    first_response_due: datetime
-    resolution_due: datetime
+    opened_at: Instant
+    received_at: Instant
+    first_response_due: Instant
+    resolution_due: Instant
     assignee: str | None
-    acknowledged_at: datetime | None
-    resolved_at: datetime | None
+    acknowledged_at: Instant | None
+    resolved_at: Instant | None
     escalations: list[Escalation]
     resolutions: list[ResolutionRound]
     reopen_count: int
@@ -120,11 +130,11 @@ class Ticket(ResponseBody):
     history: list[TicketStep] | None = Field(
         None, description="The ticket's steps; left out of a queue's tickets"
     )
-    updated_at: datetime
-    closed_at: datetime | None = None
-    sla_breaches: dict[str, datetime] | None = None
+    updated_at: Instant
+    closed_at: Instant | None = None
+    sla_breaches: dict[str, Instant] | None = None
     forgotten: bool | None = None
-    forgotten_at: datetime | None = None
+    forgotten_at: Instant | None = None
 
 
 class OriginalText(ResponseBody):
@@ -165,7 +175,7 @@ class Repair(ResponseBody):
     warranty_decision: Decision | None
     free_of_charge: bool | None
     fee_minor: int | None
-    received_at: datetime
+    received_at: Instant
     received_by: str
 
 
@@ -174,7 +184,7 @@ class QualityAlert(ResponseBody):
 
     sku: str
     alert_id: str
-    raised_at: datetime
+    raised_at: Instant
     complaints: int
     within_days: int
     ticket_ids: list[str]

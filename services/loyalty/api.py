@@ -39,7 +39,8 @@ class RedemptionRequest(RequestBody):
     store_id: str = Field(min_length=1)
 
 
-def _entry_view(doc: dict[str, Any]) -> dict[str, Any]:
+def ledger_entry_view(doc: dict[str, Any]) -> dict[str, Any]:
+    """A ledger entry as routes answer it (a ``LedgerEntryView``)."""
     return {
         "entry_id": doc["_id"],
         "kind": doc["kind"],
@@ -139,7 +140,7 @@ def loyalty_router(
             "customer_id": customer_id,
             "offset": offset,
             "limit": limit,
-            "entries": [_entry_view(d) for d in page],
+            "entries": [ledger_entry_view(d) for d in page],
         }
 
     @router.get("/rewards")
@@ -200,7 +201,9 @@ def loyalty_router(
         return {
             "redemption_id": entry.entry_id,
             "replayed": outcome == "duplicate",
-            "entry": _entry_view(recorded) if recorded else _entry_view(entry.to_document()),
+            "entry": ledger_entry_view(recorded)
+            if recorded
+            else ledger_entry_view(entry.to_document()),
             "balance": account.balance if account else None,
         }
 

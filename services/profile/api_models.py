@@ -7,14 +7,13 @@ other model carries no personal value.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from pydantic import Field
 
 from services.profile.customer import Status
 from shared.auth import Role
-from shared.http import ResponseBody
+from shared.http import Instant, ResponseBody
 
 
 class CustomerFacts(ResponseBody):
@@ -23,7 +22,7 @@ class CustomerFacts(ResponseBody):
     customer_id: str
     status: Status
     registered: bool
-    registered_at: datetime | None
+    registered_at: Instant | None
     registered_store_id: str | None
     home_store_id: str | None
     closest_staff_id: str | None
@@ -31,7 +30,7 @@ class CustomerFacts(ResponseBody):
     birthday_month: int | None
     birthday_day: int | None
     classes: dict[str, str] = Field(description="Class per classification scheme")
-    contact_confirmed_at: datetime | None
+    contact_confirmed_at: Instant | None
     merged_into: str | None
     merged_from: list[str]
 
@@ -46,7 +45,7 @@ class ConsentFlag(ResponseBody):
     """Consent on one channel: given or not, when, and where it was given."""
 
     granted: bool
-    at: datetime
+    at: Instant
     source: str
 
 
@@ -57,8 +56,8 @@ Consent = dict[str, dict[str, ConsentFlag]]
 class CustomerStatsSummary(ResponseBody):
     """Purchase, return and complaint history in reporting-currency minor units."""
 
-    first_purchase_at: datetime | None
-    last_purchase_at: datetime | None
+    first_purchase_at: Instant | None
+    last_purchase_at: Instant | None
     orders: int
     gross_minor: int
     net_minor: int
@@ -67,7 +66,7 @@ class CustomerStatsSummary(ResponseBody):
     returns: int
     refunded_minor: int
     complaints: int
-    last_complaint_at: datetime | None
+    last_complaint_at: Instant | None
     categories: dict[str, int]
     sizes: dict[str, int]
     stores_visited: dict[str, int]
@@ -100,7 +99,7 @@ class CustomerErased(ResponseBody):
 
     customer_id: str
     status: Status
-    erased_at: datetime | None
+    erased_at: Instant | None
 
 
 class AuditRecord(ResponseBody):
@@ -114,7 +113,7 @@ class AuditRecord(ResponseBody):
     fields: list[str]
     revealed: bool
     reason: str | None
-    at: datetime
+    at: Instant
     detail: dict[str, Any]
 
 
@@ -129,7 +128,7 @@ class MonthOfPurchases(ResponseBody):
 class WindowEntry(ResponseBody):
     """Spend and orders at one moment of the last 12 months."""
 
-    at: datetime
+    at: Instant
     spend_minor: int
     orders: int
 
@@ -153,7 +152,7 @@ class SegmentMember(ResponseBody):
     home_store_id: str | None
     classes: dict[str, str]
     spend_12m_minor: int
-    last_purchase_at: datetime | None
+    last_purchase_at: Instant | None
 
 
 class SegmentPage(ResponseBody):
@@ -179,7 +178,7 @@ class ContactToReview(ResponseBody):
     customer_id: str
     home_store_id: str | None
     closest_staff_id: str | None
-    contact_confirmed_at: datetime | None
+    contact_confirmed_at: Instant | None
     days_since_confirmed: int | None
     fields_on_file: list[str]
 
@@ -187,7 +186,7 @@ class ContactToReview(ResponseBody):
 class ContactReview(ResponseBody):
     """The quarterly review list of contact data."""
 
-    generated_at: datetime
+    generated_at: Instant
     review_days: int
     customers: list[ContactToReview]
 
