@@ -17,9 +17,8 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from datetime import datetime
 from http import HTTPStatus
-from typing import Annotated, Any, Literal, Self
+from typing import Any, Literal, Self
 from urllib.parse import unquote_to_bytes
 
 import structlog
@@ -27,7 +26,7 @@ from fastapi import APIRouter, FastAPI, HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, ConfigDict, PlainSerializer, WithJsonSchema, model_validator
+from pydantic import BaseModel, ConfigDict, model_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -67,19 +66,6 @@ PROBLEM_JSON = "application/problem+json"
 PROBLEM_SCHEMA_REF = "#/components/schemas/Problem"
 MAX_LISTED_PROBLEMS = 5
 """How many validation problems a problem's ``detail`` names (``errors`` lists them all)."""
-
-
-def _iso(moment: datetime) -> str:
-    return moment.isoformat()
-
-
-Instant = Annotated[
-    datetime,
-    PlainSerializer(_iso, return_type=str, when_used="json"),
-    WithJsonSchema({"type": "string", "format": "date-time"}),
-]
-"""A moment in a response model, written as ``isoformat()`` does (``+00:00``, not ``Z``),
-as the routes wrote every moment before they had models."""
 
 
 class ResponseBody(BaseModel):

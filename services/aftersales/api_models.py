@@ -8,13 +8,13 @@ redacted, and as ``[erased]`` once the customer's profile is erased
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Literal, Self
+from typing import Literal
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field
 
 from services.aftersales.warranty import Decision
 from shared.contracts import ComplaintCategory, ComplaintChannel, Route, TicketStatus
-from shared.http import Instant, ResponseBody
+from shared.http import ResponseBody
 
 
 class AftersalesFigures(ResponseBody):
@@ -40,25 +40,15 @@ class TicketStep(ResponseBody):
 
     seq: int
     status: TicketStatus
-    at: Instant
+    at: datetime
     by: str
-
-    @model_validator(mode="after")
-    def _moments_changed_as_written(self) -> Self:
-        # What a step changed is not declared, so its moments are not Instants: kept as
-        # isoformat() writes them, like every other moment of a ticket.
-        changed = self.__pydantic_extra__ or {}
-        for key, value in changed.items():
-            if isinstance(value, datetime):
-                changed[key] = value.isoformat()
-        return self
 
 
 class Escalation(ResponseBody):
     """An escalation: at intake (urgent) or by the SLA watcher (``kind`` names the breach)."""
 
     kind: str
-    at: Instant
+    at: datetime
     reason: str
 
 
@@ -72,7 +62,7 @@ class ResolutionRound(ResponseBody):
     customer_satisfied: bool | None
     final_offer: str | None
     round: int
-    at: Instant
+    at: datetime
     by: str
     loyalty_command_id: str | None
 
@@ -83,7 +73,7 @@ class SurveyAnswer(ResponseBody):
     score: int
     satisfied: bool
     comment: str | None
-    at: Instant
+    at: datetime
     by: str
 
 
@@ -114,13 +104,13 @@ class Ticket(ResponseBody):
     urgency_signals: list[str]
     severity: Literal["urgent", "normal"]
     status: TicketStatus
-    opened_at: Instant
-    received_at: Instant
-    first_response_due: Instant
-    resolution_due: Instant
+    opened_at: datetime
+    received_at: datetime
+    first_response_due: datetime
+    resolution_due: datetime
     assignee: str | None
-    acknowledged_at: Instant | None
-    resolved_at: Instant | None
+    acknowledged_at: datetime | None
+    resolved_at: datetime | None
     escalations: list[Escalation]
     resolutions: list[ResolutionRound]
     reopen_count: int
@@ -130,11 +120,11 @@ class Ticket(ResponseBody):
     history: list[TicketStep] | None = Field(
         None, description="The ticket's steps; left out of a queue's tickets"
     )
-    updated_at: Instant
-    closed_at: Instant | None = None
-    sla_breaches: dict[str, Instant] | None = None
+    updated_at: datetime
+    closed_at: datetime | None = None
+    sla_breaches: dict[str, datetime] | None = None
     forgotten: bool | None = None
-    forgotten_at: Instant | None = None
+    forgotten_at: datetime | None = None
 
 
 class OriginalText(ResponseBody):
@@ -175,7 +165,7 @@ class Repair(ResponseBody):
     warranty_decision: Decision | None
     free_of_charge: bool | None
     fee_minor: int | None
-    received_at: Instant
+    received_at: datetime
     received_by: str
 
 
@@ -184,7 +174,7 @@ class QualityAlert(ResponseBody):
 
     sku: str
     alert_id: str
-    raised_at: Instant
+    raised_at: datetime
     complaints: int
     within_days: int
     ticket_ids: list[str]

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from typing import Any, Literal
 
 from pydantic import Field
 
 from services.care.policy import Kind, Purpose
 from shared.contracts import OutreachChannel
-from shared.http import Instant, ResponseBody
+from shared.http import ResponseBody
 
 Outcome = Literal["reached", "no_answer", "declined", "follow_up_needed"]
 OutreachStatus = Literal["pending", "claimed", "sent", "skipped", "cancelled"]
@@ -54,21 +54,21 @@ class OutreachItem(ResponseBody):
     occasion: str
     purpose: Purpose
     channel: OutreachChannel
-    due_at: Instant
-    expires_at: Instant
-    cause_at: Instant | None
+    due_at: datetime
+    expires_at: datetime
+    cause_at: datetime | None
     store_id: str | None
     assigned_staff_id: str | None
     variables: dict[str, Any] = Field(description="What the message template is filled with")
     status: OutreachStatus
     attempts: int
-    created_at: Instant
+    created_at: datetime
     due_bucket: str | None = None
     due_hour: str | None = None
     due_day: str | None = None
     reason: str | None = None
-    closed_at: Instant | None = None
-    sent_at: Instant | None = None
+    closed_at: datetime | None = None
+    sent_at: datetime | None = None
     sent_channel: OutreachChannel | None = None
     template_id: str | None = None
     locale: str | None = None

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import ConfigDict, Field
 
 from services.loyalty.account import EntryKind
-from shared.http import Instant, ResponseBody
+from shared.http import ResponseBody
 
 
 class NextTier(ResponseBody):
@@ -22,7 +23,7 @@ class ExpiringPoints(ResponseBody):
     """Points expiring within the policy's notice period, and when the first of them expire."""
 
     points: int
-    first_expiry: Instant | None
+    first_expiry: datetime | None
 
 
 class TierChangeView(ResponseBody):
@@ -32,7 +33,7 @@ class TierChangeView(ResponseBody):
     new_tier: str
     direction: Literal["up", "down"]
     reason: str
-    at: Instant
+    at: datetime
     qualifying_spend_minor: int
     qualifying_orders: int
 
@@ -44,7 +45,7 @@ class LoyaltyAccountView(ResponseBody):
     balance: int
     spendable: int
     tier: str
-    tier_since: Instant | None
+    tier_since: datetime | None
     qualifying_spend: str = Field(description="Qualifying spend, a decimal string")
     qualifying_orders: int
     next_tier: NextTier | None
@@ -61,8 +62,8 @@ class LedgerEntryView(ResponseBody):
     reason: str
     source_event_id: str
     store_id: str | None
-    occurred_at: Instant
-    expires_at: Instant | None
+    occurred_at: datetime
+    expires_at: datetime | None
     details: dict[str, Any] | None = None
 
 

@@ -7,13 +7,14 @@ other model carries no personal value.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from pydantic import Field
 
 from services.profile.customer import Status
 from shared.auth import Role
-from shared.http import Instant, ResponseBody
+from shared.http import ResponseBody
 
 
 class CustomerFacts(ResponseBody):
@@ -22,7 +23,7 @@ class CustomerFacts(ResponseBody):
     customer_id: str
     status: Status
     registered: bool
-    registered_at: Instant | None
+    registered_at: datetime | None
     registered_store_id: str | None
     home_store_id: str | None
     closest_staff_id: str | None
@@ -30,7 +31,7 @@ class CustomerFacts(ResponseBody):
     birthday_month: int | None
     birthday_day: int | None
     classes: dict[str, str] = Field(description="Class per classification scheme")
-    contact_confirmed_at: Instant | None
+    contact_confirmed_at: datetime | None
     merged_into: str | None
     merged_from: list[str]
 
@@ -45,7 +46,7 @@ class ConsentFlag(ResponseBody):
     """Consent on one channel: given or not, when, and where it was given."""
 
     granted: bool
-    at: Instant
+    at: datetime
     source: str
 
 
@@ -56,8 +57,8 @@ Consent = dict[str, dict[str, ConsentFlag]]
 class CustomerStatsSummary(ResponseBody):
     """Purchase, return and complaint history in reporting-currency minor units."""
 
-    first_purchase_at: Instant | None
-    last_purchase_at: Instant | None
+    first_purchase_at: datetime | None
+    last_purchase_at: datetime | None
     orders: int
     gross_minor: int
     net_minor: int
@@ -66,7 +67,7 @@ class CustomerStatsSummary(ResponseBody):
     returns: int
     refunded_minor: int
     complaints: int
-    last_complaint_at: Instant | None
+    last_complaint_at: datetime | None
     categories: dict[str, int]
     sizes: dict[str, int]
     stores_visited: dict[str, int]
@@ -99,7 +100,7 @@ class CustomerErased(ResponseBody):
 
     customer_id: str
     status: Status
-    erased_at: Instant | None
+    erased_at: datetime | None
 
 
 class AuditRecord(ResponseBody):
@@ -113,7 +114,7 @@ class AuditRecord(ResponseBody):
     fields: list[str]
     revealed: bool
     reason: str | None
-    at: Instant
+    at: datetime
     detail: dict[str, Any]
 
 
@@ -128,7 +129,7 @@ class MonthOfPurchases(ResponseBody):
 class WindowEntry(ResponseBody):
     """Spend and orders at one moment of the last 12 months."""
 
-    at: Instant
+    at: datetime
     spend_minor: int
     orders: int
 
@@ -152,7 +153,7 @@ class SegmentMember(ResponseBody):
     home_store_id: str | None
     classes: dict[str, str]
     spend_12m_minor: int
-    last_purchase_at: Instant | None
+    last_purchase_at: datetime | None
 
 
 class SegmentPage(ResponseBody):
@@ -178,7 +179,7 @@ class ContactToReview(ResponseBody):
     customer_id: str
     home_store_id: str | None
     closest_staff_id: str | None
-    contact_confirmed_at: Instant | None
+    contact_confirmed_at: datetime | None
     days_since_confirmed: int | None
     fields_on_file: list[str]
 
@@ -186,7 +187,7 @@ class ContactToReview(ResponseBody):
 class ContactReview(ResponseBody):
     """The quarterly review list of contact data."""
 
-    generated_at: Instant
+    generated_at: datetime
     review_days: int
     customers: list[ContactToReview]
 
