@@ -26,13 +26,11 @@ from services.profile.cleaning import (
     normalise_phone,
 )
 from services.profile.customer import Customer, apply_profile_fields, register, set_consent
-from services.profile.record_access import RecordAccess, need_reason
+from services.profile.record_access import Reason, RecordAccess, need_reason
 from services.profile.records import Change
 from shared.auth import Principal, require_role
 from shared.contracts import Channel
 from shared.http import RequestBody
-
-Reason = Annotated[str | None, Query(min_length=3, max_length=300)]
 
 
 class Registration(RequestBody):

@@ -7,17 +7,15 @@ the ``Annotated`` caller dependency built inside ``rights_router`` at definition
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException
 from pydantic import Field
 
 from services.profile.access import public_facts
 from services.profile.api_models import AuditRecord, CustomerErased, CustomerExport, CustomerFacts
 from services.profile.erasure import erase_customer, merge_customers
-from services.profile.record_access import RecordAccess, need_reason
+from services.profile.record_access import Reason, RecordAccess, need_reason
 from shared.auth import Principal, require_role
 from shared.http import RequestBody
-
-Reason = Annotated[str | None, Query(min_length=3, max_length=300)]
 
 
 class ReasonGiven(RequestBody):

@@ -1,9 +1,9 @@
 """Records as profile's routes read and change them: scoped to the caller, audited first."""
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import HTTPException
+from fastapi import HTTPException, Query
 
 from services.profile.access import may_see_customer, personal_view, public_facts
 from services.profile.cleaning import InvalidProfileData
@@ -12,6 +12,9 @@ from services.profile.records import Change, CustomerRecords
 from services.profile.store import AuditEntry
 from services.profile.views import ProfileViews
 from shared.auth import Principal
+
+Reason = Annotated[str | None, Query(min_length=3, max_length=300)]
+"""Why personal data is revealed or exported (kept in the audit log)."""
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,9 @@ headers, bodies), each sent with a head-office token and with a token of store s
 SH001. No answer may be a 5xx, and every answer must be one the document allows: a
 documented status code, the documented content type and headers, and a body of the
 documented shape (every success has a response model, every error is the Problem model as
-application/problem+json: tests/shared/test_api_contract.py). schemathesis' negative_data_rejection is left out: the
-services ignore unknown and repeated query parameters (FastAPI's way), which it counts as
-schema-breaking requests wrongly accepted.
+application/problem+json: tests/shared/test_api_contract.py). schemathesis'
+negative_data_rejection is left out: the services ignore unknown and repeated query
+parameters (FastAPI's way), which it counts as schema-breaking requests wrongly accepted.
 
 ``HUITOU_FUZZ_SCALE`` multiplies the examples per operation (tests/fuzzing.py).
 """
