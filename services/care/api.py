@@ -13,6 +13,15 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, HTTPException, Query
 from pydantic import Field, model_validator
 
+from services.care.api_models import (
+    CareFigures,
+    ContactCounts,
+    Outcome,
+    OutcomeRecorded,
+    OutreachItem,
+    OutreachPreview,
+    StoreOutreach,
+)
 from services.care.counters import StatsCounter, Tally
 from services.care.moments import follow_up
 from services.care.policy import CarePolicy
@@ -30,7 +39,6 @@ from shared.clock import Clock
 from shared.http import RequestBody
 from shared.storage import Document
 
-Outcome = Literal["reached", "no_answer", "declined", "follow_up_needed"]
 PERIOD = r"^\d{4}(-(0[1-9]|1[0-2]))?$"
 
 
@@ -96,7 +104,7 @@ def care_router(
         p, "store_staff", "head_office"
     )
 
-    @router.get("/stats")
+    @router.get("/stats", response_model=CareFigures)
     async def stats(
         principal: Principal = Depends(caller),  # noqa: B008
     ) -> dict[str, int]:
@@ -104,7 +112,8 @@ def care_router(
         require_role(principal, *STATS_READERS)
         return await counter.totals()
 
-    @router.get("/tasks")
+    # An item's fields not written yet are left out (response_model_exclude_unset).
+    @router.get("/tasks", response_model=list[OutreachItem], response_model_exclude_unset=True)
     async def tasks(
         principal: Principal = Depends(caller),  # noqa: B008
         store_id: str | None = None,
@@ -116,7 +125,7 @@ def care_router(
         stores = _stores_of(principal, store_id)
         return [_public(d) for d in await store.tasks(status, stores, staff_id)]
 
-    @router.post("/tasks/{item_id}/outcome")
+    @router.post("/tasks/{item_id}/outcome", response_model=OutcomeRecorded)
     async def record_outcome(
         item_id: str,
         body: OutcomeRecord,
@@ -182,7 +191,11 @@ def care_router(
         await counter.add(tally)
         return {"item_id": item_id, "outcome": body.outcome, "follow_up_id": follow_up_id}
 
-    @router.get("/customers/{customer_id}/outreach")
+    @router.get(
+        "/customers/{customer_id}/outreach",
+        response_model=list[OutreachItem],
+        response_model_exclude_unset=True,
+    )
     async def upcoming(
         customer_id: str,
         principal: Principal = Depends(caller),  # noqa: B008
@@ -192,7 +205,11 @@ def care_router(
         items = await store.live_items_of(customer_id, _store_scope(principal, None))
         return [_public(d) for d in items]
 
-    @router.get("/outreach/preview")
+    @router.get(
+        "/outreach/preview",
+        response_model=list[OutreachPreview],
+        response_model_exclude_unset=True,
+    )
     async def preview(
         principal: Principal = Depends(caller),  # noqa: B008
         days: Annotated[int, Query(ge=1, le=90)] = 7,
@@ -222,13 +239,13 @@ def care_router(
         period: Annotated[str, Query(pattern=PERIOD)],
         store_id: str | None = None,
         principal: Principal = Depends(caller),  # noqa: B008
-    ) -> dict[str, dict[str, int]]:
+    ) -> dict[str, ContactCounts]:
         """Contacts per member of staff and outcome in a month (YYYY-MM) or year (YYYY)."""
         staff(principal)
         match = {**_period_match(period), **_store_scope(principal, store_id)}
         return _tally(await store.contact_counts(match, "staff_id"))
 
-    @router.get("/stats/stores")
+    @router.get("/stats/stores", response_model=dict[str, StoreOutreach])
     async def store_stats(
         period: Annotated[str, Query(pattern=PERIOD)],
         store_id: str | None = None,

@@ -10,9 +10,16 @@ from pydantic import Field
 
 from services.loyalty.account import LedgerEntry, LoyaltyAccount
 from services.loyalty.accounts import Accounts
+from services.loyalty.api_models import (
+    LedgerPage,
+    Liability,
+    LoyaltyAccountView,
+    LoyaltyFigures,
+    RedemptionResult,
+)
 from services.loyalty.figures import FigureBook
 from services.loyalty.lots import expiring_soon
-from services.loyalty.policy import LoyaltyPolicy
+from services.loyalty.policy import LoyaltyPolicy, Reward
 from services.loyalty.rules import redemption_entry_id
 from services.loyalty.store import LoyaltyStore
 from services.loyalty.tiers import progress_to_next
@@ -32,7 +39,8 @@ class RedemptionRequest(RequestBody):
     store_id: str = Field(min_length=1)
 
 
-def _entry_view(doc: dict[str, Any]) -> dict[str, Any]:
+def ledger_entry_view(doc: dict[str, Any]) -> dict[str, Any]:
+    """A ledger entry as routes answer it (a ``LedgerEntryView``)."""
     return {
         "entry_id": doc["_id"],
         "kind": doc["kind"],
@@ -68,7 +76,7 @@ def loyalty_router(
             raise HTTPException(404, f"no loyalty account for customer {customer_id}")
         return account
 
-    @router.get("/accounts/{customer_id}")
+    @router.get("/accounts/{customer_id}", response_model=LoyaltyAccountView)
     async def get_account(
         customer_id: str,
         caller: Principal = Depends(principal),  # noqa: B008
@@ -111,7 +119,12 @@ def loyalty_router(
             ],
         }
 
-    @router.get("/accounts/{customer_id}/ledger")
+    # details is left out of an entry without any (response_model_exclude_unset).
+    @router.get(
+        "/accounts/{customer_id}/ledger",
+        response_model=LedgerPage,
+        response_model_exclude_unset=True,
+    )
     async def get_ledger(
         customer_id: str,
         caller: Principal = Depends(principal),  # noqa: B008
@@ -127,16 +140,20 @@ def loyalty_router(
             "customer_id": customer_id,
             "offset": offset,
             "limit": limit,
-            "entries": [_entry_view(d) for d in page],
+            "entries": [ledger_entry_view(d) for d in page],
         }
 
     @router.get("/rewards")
     async def get_rewards(
         caller: Principal = Depends(principal),  # noqa: B008 - any role may read the catalogue
-    ) -> list[dict[str, Any]]:
-        return [reward.model_dump() for reward in policy.rewards]
+    ) -> list[Reward]:
+        return list(policy.rewards)
 
-    @router.post("/accounts/{customer_id}/redemptions")
+    @router.post(
+        "/accounts/{customer_id}/redemptions",
+        response_model=RedemptionResult,
+        response_model_exclude_unset=True,
+    )
     async def redeem(
         customer_id: str,
         body: RedemptionRequest,
@@ -184,11 +201,13 @@ def loyalty_router(
         return {
             "redemption_id": entry.entry_id,
             "replayed": outcome == "duplicate",
-            "entry": _entry_view(recorded) if recorded else _entry_view(entry.to_document()),
+            "entry": ledger_entry_view(recorded)
+            if recorded
+            else ledger_entry_view(entry.to_document()),
             "balance": account.balance if account else None,
         }
 
-    @router.get("/liability")
+    @router.get("/liability", response_model=Liability)
     async def liability(
         caller: Principal = Depends(principal),  # noqa: B008
     ) -> dict[str, Any]:
@@ -201,7 +220,7 @@ def loyalty_router(
         )
         return {"stores": stores, "points_outstanding": outstanding}
 
-    @router.get("/stats")
+    @router.get("/stats", response_model=LoyaltyFigures)
     async def stats(
         caller: Principal = Depends(principal),  # noqa: B008
     ) -> dict[str, int]:

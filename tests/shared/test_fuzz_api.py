@@ -5,10 +5,11 @@ The four services run in this process on the real broker and database
 operation gets schema-valid and schema-breaking requests (path and query parameters,
 headers, bodies), each sent with a head-office token and with a token of store staff of
 SH001. No answer may be a 5xx, and every answer must be one the document allows: a
-documented status code, the documented content type and, where a response model is
-documented, a body of that shape. schemathesis' negative_data_rejection is left out: the
-services ignore unknown and repeated query parameters (FastAPI's way), which it counts as
-schema-breaking requests wrongly accepted.
+documented status code, the documented content type and headers, and a body of the
+documented shape (every success has a response model, every error is the Problem model as
+application/problem+json: tests/shared/test_api_contract.py). schemathesis'
+negative_data_rejection is left out: the services ignore unknown and repeated query
+parameters (FastAPI's way), which it counts as schema-breaking requests wrongly accepted.
 
 ``HUITOU_FUZZ_SCALE`` multiplies the examples per operation (tests/fuzzing.py).
 """
