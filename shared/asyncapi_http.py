@@ -37,11 +37,24 @@ th { background: #f4f5f7; } dt { font-weight: 600; } dd { margin: 0 0 .4rem 1rem
 .send { color: #0b6b2f; } .receive { color: #123f8c; }
 """
 
+# The document's top level (its whole schema is AsyncAPI 3.0's own).
+_DOCUMENT: dict[str, Any] = {
+    "type": "object",
+    "required": ["asyncapi", "info", "channels", "operations"],
+    "properties": {
+        "asyncapi": {"type": "string", "const": "3.0.0"},
+        "info": {"type": "object"},
+        "servers": {"type": "object"},
+        "channels": {"type": "object"},
+        "operations": {"type": "object"},
+        "components": {"type": "object"},
+    },
+}
 _YAML: dict[int | str, dict[str, Any]] = {
-    200: {"content": {"application/yaml": {"schema": {"type": "object"}}}}
+    200: {"content": {"application/yaml": {"schema": _DOCUMENT}}}
 }
 _JSON: dict[int | str, dict[str, Any]] = {
-    200: {"content": {"application/json": {"schema": {"type": "object"}}}}
+    200: {"content": {"application/json": {"schema": _DOCUMENT}}}
 }
 
 

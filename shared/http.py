@@ -429,7 +429,11 @@ def create_service_app(
     answer_errors_as_problems(app)
     app.add_middleware(RequestGuard, max_body_bytes=settings.http_max_body_bytes)
     app.include_router(health_router(runtime))
-    app.include_router(asyncapi_router())
+    # Public and static: only a refused body or a fault of ours can go wrong.
+    app.include_router(
+        asyncapi_router(),
+        responses=error_responses({s: SERVICE_ERRORS[s] for s in (413, 500)}),
+    )
     for router in routers:
         app.include_router(router, responses=error_responses(SERVICE_ERRORS))
     return app

@@ -24,6 +24,8 @@ class AftersalesFigures(ResponseBody):
     open: int
     urgent: int
     in_triage: int
+    triaged_at_intake: int = Field(description="Tickets intake could not route")
+    rerouted: int = Field(description="Tickets a person routed after intake")
     sla_breached: int
     resolved: int
     reopened: int
@@ -99,6 +101,10 @@ class Ticket(ResponseBody):
     category_hint: ComplaintCategory | None
     category: ComplaintCategory | None
     route: Route
+    intake_route: Route | None = Field(
+        None, description="Where intake routed it (tickets opened before 2026-12-06 lack it)"
+    )
+    rerouted: bool | None = Field(None, description="Set once a person routes it")
     classification_reason: str
     urgent: bool
     urgency_signals: list[str]

@@ -13,6 +13,7 @@ from pydantic import Field
 
 from services.aftersales import lifecycle
 from services.aftersales.api_models import OriginalText, Ticket
+from services.aftersales.learning import LearnedRouting, lesson_of
 from services.aftersales.lifecycle import (
     Resolution,
     ResolutionError,
@@ -84,8 +85,12 @@ def tickets_router(
     clock: Clock,
     caller: Callable[..., Any],
     vault: FieldVault,
+    routing: LearnedRouting | None = None,
 ) -> APIRouter:
-    """Routes reading department queues and tickets, and taking a ticket's steps."""
+    """Routes reading department queues and tickets, and taking a ticket's steps.
+
+    With ``routing``, a person's routing of a ticket teaches the router (``learning``).
+    """
     router = APIRouter(tags=["aftersales"])
     Caller = Annotated[Principal, Depends(caller)]
 
@@ -163,19 +168,32 @@ def tickets_router(
         require_role(principal, "head_office", "department")
         if principal.role == "department" and "triage" not in principal.departments:
             raise HTTPException(403, "only triage or head office may route tickets")
-        return public_ticket(
-            await take_step(
-                ticket_id,
-                principal,
-                lambda t: lifecycle.reroute(
-                    t,
+        had_lesson = False
+
+        def route(ticket: Document) -> TicketUpdate:
+            nonlocal had_lesson
+            had_lesson = bool(ticket.get("learned"))
+            lesson = None
+            if routing is not None and not is_forgotten(ticket):
+                lesson = lesson_of(
+                    ticket.get("text"),
                     route=body.route,
                     category=body.category,
-                    by=principal.subject,
-                    now=clock.now(),
-                ),
+                    model=routing.model,
+                )
+            return lifecycle.reroute(
+                ticket,
+                route=body.route,
+                category=body.category,
+                by=principal.subject,
+                now=clock.now(),
+                lesson=lesson,
             )
-        )
+
+        updated = await take_step(ticket_id, principal, route)
+        if updated.get("learned") or had_lesson:
+            await store.lessons_changed(clock.now())
+        return public_ticket(updated)
 
     @router.get("/tickets/{ticket_id}/text", response_model=OriginalText, responses=TEXT_ERRORS)
     async def original_text(ticket_id: str, principal: Caller) -> dict[str, str]:

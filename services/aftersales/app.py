@@ -80,7 +80,9 @@ def build_app(
         runtime,
         title="Huitou aftersales",
         indexes=INDEXES,
-        routers=[aftersales_router(store, relay, policy, clock, token_verifier(settings), vault)],
+        routers=[
+            aftersales_router(store, relay, policy, clock, token_verifier(settings), vault, routing)
+        ],
         on_started=[prepare],
         jobs=jobs,
     )

@@ -274,6 +274,8 @@ async def counted_by_scanning(db: AsyncDatabase[Document]) -> dict[str, Any]:
         "open": await tickets.count_documents({"status": open_}),
         "urgent": await tickets.count_documents({"urgent": True}),
         "in_triage": await tickets.count_documents({"route": "triage", "status": open_}),
+        "triaged_at_intake": await tickets.count_documents({"intake_route": "triage"}),
+        "rerouted": await tickets.count_documents({"rerouted": True}),
         "sla_breached": await tickets.count_documents({"sla_breaches": {"$exists": True}}),
         "resolved": await tickets.count_documents({"status": {"$in": list(DONE_STATUSES)}}),
         "reopened": await tickets.count_documents({"reopen_count": {"$gt": 0}}),
