@@ -148,7 +148,15 @@ async def _loop(job: PeriodicJob, metrics: JobMetrics | None, tracer: Tracer | N
         else:
             if metrics is not None:
                 metrics.record(job.name, result, time.perf_counter() - started)
+        current = asyncio.current_task()
+        if current is not None and current.cancelling():
+            # The run swallowed the cancellation (a library catching CancelledError
+            # mid-call): the loop was told to stop, so it stops.
+            raise asyncio.CancelledError
         await asyncio.sleep(job.every_seconds)
+
+
+STOP_RETRY_SECONDS = 1.0
 
 
 class JobRunner:
@@ -174,9 +182,19 @@ class JobRunner:
         ]
 
     async def stop(self) -> None:
-        """Cancel the loops and wait for them to end."""
+        """Cancel the loops and wait for them to end.
+
+        A loop still running a second after its cancellation is cancelled again (its run
+        may have swallowed the first), so stopping never waits on a job for ever.
+        """
         for task in self._tasks:
             task.cancel()
+        pending: set[asyncio.Task[None]] = set(self._tasks)
+        while pending:
+            _, pending = await asyncio.wait(pending, timeout=STOP_RETRY_SECONDS)
+            for task in pending:
+                log.warning("job_cancelled_again", job=task.get_name())
+                task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -52,3 +53,43 @@ def test_job_runs_add_up() -> None:
     total += JobRun(read=2, written=3, due=1)
     total.count(read=1, due=4)
     assert total == JobRun(read=4, written=3, due=5)
+
+
+async def test_stopping_ends_a_job_whose_run_swallows_the_cancellation() -> None:
+    started = asyncio.Event()
+
+    async def stubborn() -> None:
+        started.set()
+        # What some client libraries do mid-call: the run returns as if done.
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(3600)
+
+    runner = JobRunner([PeriodicJob("stubborn", 3600.0, stubborn)])
+    await runner.start()
+    await asyncio.wait_for(started.wait(), timeout=5)
+    assert await _stops_within(runner, 5)
+
+
+async def test_stopping_ends_a_job_that_swallows_every_cancellation() -> None:
+    cancels = 0
+
+    async def deaf() -> None:
+        nonlocal cancels
+        while cancels < 3:
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                cancels += 1
+
+    runner = JobRunner([PeriodicJob("deaf", 3600.0, deaf)])
+    await runner.start()
+    await asyncio.sleep(0.05)
+    assert await _stops_within(runner, 10)
+    assert cancels == 3
+
+
+async def _stops_within(runner: JobRunner, seconds: float) -> bool:
+    # asyncio.wait, not wait_for: wait_for would wait for a stuck stop to be cancelled.
+    stopping = asyncio.ensure_future(runner.stop())
+    done, _ = await asyncio.wait({stopping}, timeout=seconds)
+    return stopping in done
