@@ -57,3 +57,19 @@ async def test_outreach_claimed_by_an_instance_is_held_work(
     )
     assert await held_work("care", mongo[database_name], NOW) == {"care.outreach_claimed": 2}
     assert await held_work("loyalty", mongo[database_name], NOW) == {}
+
+
+async def test_a_deadline_passed_and_not_escalated_is_held_work(
+    mongo: AsyncMongoClient[Document], database_name: str
+) -> None:
+    tickets = mongo[database_name]["tickets"]
+    await tickets.insert_many(
+        [
+            {"_id": "TK-1", "sla_watch_at": NOW - timedelta(hours=1)},
+            {"_id": "TK-2", "sla_watch_at": NOW + timedelta(hours=1)},
+            {"_id": "TK-3"},
+        ]
+    )
+    assert await held_work("aftersales", mongo[database_name], NOW) == {
+        "aftersales.breaches_due": 1
+    }

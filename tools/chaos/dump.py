@@ -75,7 +75,8 @@ async def backlog(mongo_uri: str, services: Sequence[str] = SERVICES) -> dict[st
 
 
 async def held_work(service: str, database: Any, now: datetime) -> dict[str, int]:
-    """Work a job has taken or not yet done: leases and claims still running, classes behind.
+    """Work a job has taken or not yet done: leases and claims still running, classes behind,
+    deadlines passed and not escalated.
 
     An instance killed while it holds a job's lease or an outreach claim leaves that work
     until the lease runs out; a run that settled before then would read the state of a
@@ -96,6 +97,12 @@ async def held_work(service: str, database: Any, now: datetime) -> dict[str, int
     elif service == "care":
         outreach = [unpack(d) async for d in database["outreach"].find({})]
         held["care.outreach_claimed"] = sum(1 for d in outreach if d.get("status") == "claimed")
+    elif service == "aftersales":
+        # A deadline passed and not escalated yet: the SLA watcher's next run will. A run
+        # that failed (the database was down) leaves these until the watcher's next tick.
+        held["aftersales.breaches_due"] = await database["tickets"].count_documents(
+            {"sla_watch_at": {"$lt": now}}
+        )
     return held
 
 
