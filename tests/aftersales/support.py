@@ -22,6 +22,7 @@ from shared.contracts import (
     LOYALTY_COMMANDS,
     Complaint,
     ComplaintCategory,
+    CustomerChanged,
     dlq_topic,
 )
 from tools.topics import create_topics, wait_caught_up
@@ -57,6 +58,17 @@ def complaint(
         order_id=order_id,
         sku=sku,
         urgent=urgent,
+    )
+
+
+def erased(customer_id: str, at: datetime, event_id: str | None = None) -> CustomerChanged:
+    """Profile's event that a customer was erased."""
+    return CustomerChanged(
+        event_id=event_id or f"evt-erased-{customer_id}",
+        occurred_at=at,
+        customer_id=customer_id,
+        change="erased",
+        erased=True,
     )
 
 

@@ -13,12 +13,13 @@ from services.aftersales.learning import lesson_of, lessons_from
 from services.aftersales.policy import ClassificationRules
 from services.aftersales.rules import routing_model
 from shared.clock import FixedClock
-from shared.contracts import CRM_COMPLAINTS, PROFILE_CUSTOMER_CHANGED, CustomerChanged
+from shared.contracts import CRM_COMPLAINTS, PROFILE_CUSTOMER_CHANGED
 from tests.aftersales.support import (
     CHINA,
     caught_up,
     complaint,
     create_aftersales_topics,
+    erased,
     running,
     token,
 )
@@ -100,7 +101,7 @@ async def test_two_corrections_route_the_next_like_them_until_their_customers_ar
         await publish(
             infra["kafka"],
             prefix,
-            [(PROFILE_CUSTOMER_CHANGED, _erased(cid), None) for cid in ("C1", "C2")],
+            [(PROFILE_CUSTOMER_CHANGED, erased(cid, NOW), None) for cid in ("C1", "C2")],
         )
         await caught_up(infra, prefix)
         await routing.refresh()
@@ -143,13 +144,3 @@ async def test_another_instance_learns_what_one_was_taught(
             assert app.state.routing.lessons == 0  # the first one's refresh job is not run here
             await app.state.routing.refresh()
             assert app.state.routing.lessons == 2
-
-
-def _erased(customer_id: str) -> CustomerChanged:
-    return CustomerChanged(
-        event_id=f"evt-erased-{customer_id}",
-        occurred_at=NOW,
-        customer_id=customer_id,
-        change="erased",
-        erased=True,
-    )

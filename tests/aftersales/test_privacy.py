@@ -33,6 +33,7 @@ from tests.aftersales.support import (
     caught_up,
     complaint,
     create_aftersales_topics,
+    erased,
     running,
     token,
 )
@@ -146,9 +147,7 @@ def test_production_refuses_the_published_text_key(monkeypatch: pytest.MonkeyPat
 
 
 def _erased(customer_id: str, event_id: str = "evt-erased") -> CustomerChanged:
-    return CustomerChanged(
-        event_id=event_id, occurred_at=NOW, customer_id=customer_id, change="erased", erased=True
-    )
+    return erased(customer_id, NOW, event_id)
 
 
 @pytest.mark.integration
